@@ -1,0 +1,221 @@
+//! Model-ready text. Training and inference must call exactly this code, so its behaviour is
+//! versioned: a model records [`CLEANING_VERSION`] and refuses text cleaned differently.
+
+use std::sync::LazyLock;
+
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+use unicode_normalization::UnicodeNormalization;
+
+/// Bump whenever `clean_text` changes its output for any input.
+pub const CLEANING_VERSION: &str = "clean-v1";
+
+/// The placeholders `clean_text` leaves for URLs and user mentions.
+pub const URL_PLACEHOLDER: &str = "http";
+pub const MENTION_PLACEHOLDER: &str = "@user";
+
+/// How emoji reach the model. The bundled tokenizer's vocabulary has no emoji (they become
+/// `[UNK]`), so describing them in words keeps the sentiment they carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EmojiMode {
+    /// `😂` → `face with tears of joy` (CLDR short names, skin tones dropped).
+    #[default]
+    Describe,
+    /// Left as they are.
+    Keep,
+    /// Deleted.
+    Remove,
+}
+
+impl std::str::FromStr for EmojiMode {
+    type Err = String;
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "describe" => Ok(Self::Describe),
+            "keep" => Ok(Self::Keep),
+            "remove" => Ok(Self::Remove),
+            other => Err(format!(
+                "unknown emoji mode `{other}` (expected describe, keep or remove)"
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct CleanConfig {
+    pub emoji: EmojiMode,
+}
+
+static URL: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?i)\b(?:https?://|www\.)[^\s]+").expect("static regex"));
+/// A mention is `@` + 1–15 word characters not glued to a preceding word (e-mail addresses
+/// stay as they are).
+static MENTION: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(^|[^\w@])[@＠]\w{1,15}\b").expect("static regex"));
+
+/// The longest emoji sequence (ZWJ families, flags, keycaps) in characters.
+const MAX_EMOJI_CHARS: usize = 10;
+
+/// Turns a tweet's (HTML-decoded) text into the text the model sees: Unicode NFC, URLs →
+/// `http`, mentions → `@user`, emoji as configured, whitespace collapsed.
+pub fn clean_text(text: &str, config: &CleanConfig) -> String {
+    let normalized: String = text.nfc().collect();
+    let without_urls = URL.replace_all(&normalized, URL_PLACEHOLDER);
+    let without_mentions =
+        MENTION.replace_all(&without_urls, format!("${{1}}{MENTION_PLACEHOLDER}"));
+    let with_emoji = map_emoji(&without_mentions, config.emoji);
+    with_emoji.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn map_emoji(text: &str, mode: EmojiMode) -> String {
+    if mode == EmojiMode::Keep || text.is_ascii() {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(first) = rest.chars().next() {
+        if first.is_ascii() || first.is_alphanumeric() {
+            out.push(first);
+            rest = &rest[first.len_utf8()..];
+            continue;
+        }
+        match longest_emoji(rest) {
+            Some((emoji, len)) => {
+                if mode == EmojiMode::Describe {
+                    out.push(' ');
+                    out.push_str(&emoji_words(emoji));
+                    out.push(' ');
+                }
+                rest = &rest[len..];
+            }
+            None => {
+                // Leftover joiners and variation selectors carry no meaning on their own.
+                if !matches!(first, '\u{200d}' | '\u{fe0e}' | '\u{fe0f}') {
+                    out.push(first);
+                }
+                rest = &rest[first.len_utf8()..];
+            }
+        }
+    }
+    out
+}
+
+/// The longest emoji at the start of `text` and its length in bytes.
+fn longest_emoji(text: &str) -> Option<(&'static emojis::Emoji, usize)> {
+    let ends: Vec<usize> = text
+        .char_indices()
+        .skip(1)
+        .map(|(index, _)| index)
+        .chain(std::iter::once(text.len()))
+        .take(MAX_EMOJI_CHARS)
+        .collect();
+    ends.into_iter()
+        .rev()
+        .find_map(|end| emojis::get(&text[..end]).map(|emoji| (emoji, end)))
+}
+
+fn emoji_words(emoji: &emojis::Emoji) -> String {
+    let name = emoji.name();
+    let name = match emoji.skin_tone() {
+        Some(_) => name.split(':').next().unwrap_or(name),
+        None => name,
+    };
+    name.replace([':', ','], "")
+}
+
+/// How many characters of real content `clean` holds: placeholders, punctuation and
+/// whitespace do not count. Drives the `empty` and `too_short` filters.
+pub fn content_chars(clean: &str) -> usize {
+    clean
+        .split_whitespace()
+        .filter(|word| *word != URL_PLACEHOLDER && *word != MENTION_PLACEHOLDER)
+        .flat_map(str::chars)
+        .filter(|c| c.is_alphanumeric() || (!c.is_ascii() && !c.is_whitespace()))
+        .count()
+}
+
+/// The text a language detector should see: no URLs, mentions, hashtags or emoji names.
+pub(crate) fn text_for_language_detection(text: &str) -> String {
+    let without_urls = URL.replace_all(text, " ");
+    let without_mentions = MENTION.replace_all(&without_urls, "$1 ");
+    without_mentions
+        .split_whitespace()
+        .filter(|word| !word.starts_with('#'))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn clean(text: &str) -> String {
+        clean_text(text, &CleanConfig::default())
+    }
+
+    #[test]
+    fn urls_and_mentions_become_placeholders() {
+        assert_eq!(
+            clean("@united thanks!! see https://t.co/AbC123 and www.example.com/x?y=1"),
+            "@user thanks!! see http and http"
+        );
+        assert_eq!(
+            clean("mail me at me@example.com"),
+            "mail me at me@example.com"
+        );
+        assert_eq!(clean("RT @jack: hi"), "RT @user: hi");
+    }
+
+    #[test]
+    fn whitespace_is_collapsed_and_text_is_nfc() {
+        assert_eq!(clean("  a\t\tb\r\n\nc  "), "a b c");
+        assert_eq!(clean("cafe\u{301}"), "caf\u{e9}");
+    }
+
+    #[test]
+    fn emoji_are_described_in_words_by_default() {
+        assert_eq!(
+            clean("love it 😍😍"),
+            "love it smiling face with heart-eyes smiling face with heart-eyes"
+        );
+        assert_eq!(clean("ok 👍🏽!"), "ok thumbs up !");
+        assert_eq!(clean("❤️ this"), "red heart this");
+        assert_eq!(clean("family 👨‍👩‍👧 time"), "family family man woman girl time");
+    }
+
+    #[test]
+    fn emoji_can_be_kept_or_removed() {
+        let keep = CleanConfig {
+            emoji: EmojiMode::Keep,
+        };
+        let remove = CleanConfig {
+            emoji: EmojiMode::Remove,
+        };
+        assert_eq!(clean_text("yes 😂", &keep), "yes 😂");
+        assert_eq!(clean_text("yes 😂 no", &remove), "yes no");
+        assert_eq!("REMOVE".parse::<EmojiMode>(), Ok(EmojiMode::Remove));
+        assert!("loud".parse::<EmojiMode>().is_err());
+    }
+
+    #[test]
+    fn non_latin_text_is_untouched() {
+        assert_eq!(clean("こんにちは 世界"), "こんにちは 世界");
+        assert_eq!(clean("Привет, мир"), "Привет, мир");
+    }
+
+    #[test]
+    fn content_ignores_placeholders_and_punctuation() {
+        assert_eq!(content_chars("@user http !!"), 0);
+        assert_eq!(content_chars("@user ok!"), 2);
+        assert_eq!(content_chars("こんにちは"), 5);
+    }
+
+    #[test]
+    fn detection_text_drops_entities() {
+        assert_eq!(
+            text_for_language_detection("@bob see https://x.y #tag now"),
+            "see now"
+        );
+    }
+}

@@ -1,0 +1,314 @@
+//! One raw object in, clean tweets and rejections out, and a report whose counts add up:
+//! `records_in == kept + Σ filtered + rejected`. Storage-agnostic: callers bring a reader
+//! and two writers.
+
+use std::io::{self, Read, Write};
+
+use serde::{Deserialize, Serialize};
+
+use crate::clean::{CleanConfig, clean_text, text_for_language_detection};
+use crate::filter::{FilterConfig, FilterReason, FilteredCounts, Filters, known_primary_language};
+use crate::formats::{ParsedTweet, Record, parse_frame};
+use crate::frame::{Framer, Layout};
+use crate::input::{Compression, Limits, OpenedInput, StreamError};
+use crate::schema::{SourceRef, Tweet};
+
+/// How much of a rejected record's raw bytes the rejection carries; `source` and `bytes`
+/// locate the whole of it.
+const MAX_RAW_IN_REJECTION: usize = 64 * 1024;
+
+/// Everything that decides how an object is read, cleaned and filtered.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IngestOptions {
+    pub limits: Limits,
+    pub cleaning: CleanConfig,
+    pub filters: FilterConfig,
+}
+
+/// What happened to one object's records.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    pub records_in: u64,
+    pub kept: u64,
+    pub filtered: FilteredCounts,
+    pub rejected: u64,
+    pub compression: Compression,
+    pub layout: Layout,
+    /// Bytes of the object as stored.
+    pub bytes_stored: u64,
+    /// Bytes after decompression.
+    pub bytes_decoded: u64,
+}
+
+impl Report {
+    pub fn filtered_total(&self) -> u64 {
+        self.filtered.values().sum()
+    }
+
+    /// The law every report obeys; checked before a report leaves this module.
+    pub fn is_conserved(&self) -> bool {
+        self.records_in == self.kept + self.filtered_total() + self.rejected
+    }
+
+    /// Adds another object's counts (for run summaries).
+    pub fn absorb(&mut self, other: &Report) {
+        self.records_in += other.records_in;
+        self.kept += other.kept;
+        self.rejected += other.rejected;
+        for (reason, count) in &other.filtered {
+            *self.filtered.entry(*reason).or_default() += count;
+        }
+        self.bytes_stored += other.bytes_stored;
+        self.bytes_decoded += other.bytes_decoded;
+    }
+}
+
+/// One line of `rejected/`: the record's place, what was wrong, and its raw bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rejection {
+    pub source: SourceRef,
+    /// Length in bytes of the rejected span of the decompressed stream, from `source.offset`.
+    pub bytes: u64,
+    pub error: String,
+    /// The raw record (lossily decoded if it was not UTF-8), `null` when nothing could be read.
+    pub raw: Option<String>,
+    pub raw_truncated: bool,
+}
+
+/// Failures that stop an object without a verdict on its records: retry them.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("reading the object failed")]
+    Source(#[source] io::Error),
+    #[error("writing {what} failed")]
+    Output {
+        what: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "internal error: counts do not add up ({records_in} in, {kept} kept, {filtered} \
+         filtered, {rejected} rejected)"
+    )]
+    Conservation {
+        records_in: u64,
+        kept: u64,
+        filtered: u64,
+        rejected: u64,
+    },
+}
+
+/// Reads one raw object from `input`, writes each kept tweet as a JSON line to `kept_out`
+/// and each rejection to `rejected_out`.
+///
+/// `key` names the object in every record's `source`. `stored_len` is the object's size when
+/// the storage knows it (enables the size checks before reading).
+pub fn ingest_stream(
+    key: &str,
+    input: impl Read,
+    stored_len: Option<u64>,
+    options: &IngestOptions,
+    kept_out: &mut impl Write,
+    rejected_out: &mut impl Write,
+) -> Result<Report, IngestError> {
+    let mut run = Run {
+        key,
+        options,
+        filters: Filters::new(options.filters.clone()),
+        report: Report::default(),
+        kept_out,
+        rejected_out,
+    };
+    match OpenedInput::open(input, stored_len, &options.limits) {
+        Ok(opened) => run.read_all(opened)?,
+        Err(StreamError::Source(error)) => return Err(IngestError::Source(error)),
+        Err(error) => run.reject_rest_of_stream(&error, 0, 1)?,
+    }
+    let report = run.report;
+    if !report.is_conserved() {
+        return Err(IngestError::Conservation {
+            records_in: report.records_in,
+            kept: report.kept,
+            filtered: report.filtered_total(),
+            rejected: report.rejected,
+        });
+    }
+    Ok(report)
+}
+
+struct Run<'a, K, J> {
+    key: &'a str,
+    options: &'a IngestOptions,
+    filters: Filters,
+    report: Report,
+    kept_out: &'a mut K,
+    rejected_out: &'a mut J,
+}
+
+impl<K: Write, J: Write> Run<'_, K, J> {
+    fn read_all(&mut self, opened: OpenedInput<'_>) -> Result<(), IngestError> {
+        let OpenedInput {
+            mut reader,
+            compression,
+            probe,
+        } = opened;
+        self.report.compression = compression;
+        let mut framer = Framer::new(&mut reader, self.options.limits.max_record_bytes);
+        let mut records = Vec::new();
+        let outcome = loop {
+            let frame = match framer.next_frame() {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break Ok(()),
+                Err(error) => break Err(probe.classify(error)),
+            };
+            let source = |run: &mut Self| run.next_source(frame.offset, frame.line);
+            if let Some(problem) = frame.problem {
+                let at = source(self);
+                let preview_only = (frame.bytes.len() as u64) < frame.len;
+                self.reject(
+                    at,
+                    frame.len,
+                    problem.to_string(),
+                    Some((&frame.bytes, preview_only)),
+                )?;
+                continue;
+            }
+            parse_frame(&frame.bytes, &mut records);
+            for record in records.drain(..) {
+                let at = source(self);
+                match record {
+                    Record::Tweet(parsed) => self.keep_or_filter(*parsed, at)?,
+                    Record::NotATweet { .. } => self.count_filtered(FilterReason::NotATweet),
+                    Record::Invalid { error, raw } => {
+                        let raw = raw.as_deref().map_or(&frame.bytes[..], str::as_bytes);
+                        self.reject(at, frame.len, error, Some((raw, false)))?;
+                    }
+                }
+            }
+        };
+        self.report.layout = framer.layout();
+        self.report.bytes_decoded = framer.offset();
+        self.report.bytes_stored = probe.stored_bytes_read();
+        match outcome {
+            Ok(()) => Ok(()),
+            Err(StreamError::Source(error)) => Err(IngestError::Source(error)),
+            Err(error) => {
+                let (offset, line) = (framer.offset(), framer.line());
+                self.reject_rest_of_stream(&error, offset, line)
+            }
+        }
+    }
+
+    /// The stream cannot be read further: what is left of it is one rejected record.
+    fn reject_rest_of_stream(
+        &mut self,
+        error: &StreamError,
+        offset: u64,
+        line: u64,
+    ) -> Result<(), IngestError> {
+        let source = self.next_source(offset, line);
+        let message = match std::error::Error::source(error) {
+            Some(cause) => format!("{error}: {cause}; the rest of the object was not read"),
+            None => format!("{error}; the rest of the object was not read"),
+        };
+        self.reject(source, 0, message, None)
+    }
+
+    fn next_source(&mut self, offset: u64, line: u64) -> SourceRef {
+        let index = self.report.records_in;
+        self.report.records_in += 1;
+        SourceRef {
+            key: self.key.to_owned(),
+            index,
+            offset,
+            line,
+        }
+    }
+
+    fn keep_or_filter(
+        &mut self,
+        parsed: ParsedTweet,
+        source: SourceRef,
+    ) -> Result<(), IngestError> {
+        let tweet = finish_tweet(parsed, &self.options.cleaning, source);
+        match self.filters.check(&tweet) {
+            Some(reason) => self.count_filtered(reason),
+            None => {
+                write_json_line(self.kept_out, &tweet, "clean tweets")?;
+                self.report.kept += 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn count_filtered(&mut self, reason: FilterReason) {
+        *self.report.filtered.entry(reason).or_default() += 1;
+    }
+
+    fn reject(
+        &mut self,
+        source: SourceRef,
+        bytes: u64,
+        error: String,
+        raw: Option<(&[u8], bool)>,
+    ) -> Result<(), IngestError> {
+        let raw_truncated = raw.is_some_and(|(raw, cut)| cut || raw.len() > MAX_RAW_IN_REJECTION);
+        let raw = raw.map(|(raw, _)| {
+            String::from_utf8_lossy(&raw[..raw.len().min(MAX_RAW_IN_REJECTION)]).into_owned()
+        });
+        let rejection = Rejection {
+            source,
+            bytes,
+            error,
+            raw,
+            raw_truncated,
+        };
+        write_json_line(self.rejected_out, &rejection, "rejections")?;
+        self.report.rejected += 1;
+        Ok(())
+    }
+}
+
+/// Cleans a parsed tweet and fills in its language when the tweet did not say.
+fn finish_tweet(parsed: ParsedTweet, cleaning: &CleanConfig, source: SourceRef) -> Tweet {
+    let lang = match parsed.lang.as_deref().and_then(known_primary_language) {
+        Some(_) => parsed.lang,
+        None => detect_language(&parsed.text).or(parsed.lang),
+    };
+    Tweet {
+        clean_text: clean_text(&parsed.text, cleaning),
+        id: parsed.id,
+        created_at: parsed.created_at,
+        author_id: parsed.author_id,
+        author_handle: parsed.author_handle,
+        lang,
+        text: parsed.text,
+        is_retweet: parsed.is_retweet,
+        is_quote: parsed.is_quote,
+        is_reply: parsed.is_reply,
+        hashtags: parsed.hashtags,
+        mentions: parsed.mentions,
+        urls: parsed.urls,
+        source,
+    }
+}
+
+/// ISO 639-1 code of the text's language, when the detector is confident.
+fn detect_language(text: &str) -> Option<String> {
+    let info = whatlang::detect(&text_for_language_detection(text))?;
+    if !info.is_reliable() {
+        return None;
+    }
+    let language = isolang::Language::from_639_3(info.lang().code())?;
+    language.to_639_1().map(str::to_owned)
+}
+
+fn write_json_line(
+    out: &mut impl Write,
+    value: &impl Serialize,
+    what: &'static str,
+) -> Result<(), IngestError> {
+    let to_output = |source| IngestError::Output { what, source };
+    serde_json::to_writer(&mut *out, value).map_err(|error| to_output(error.into()))?;
+    out.write_all(b"\n").map_err(to_output)
+}

@@ -1,0 +1,352 @@
+//! Opens a raw object for framing: detects gzip by its magic bytes (never by file name) and
+//! enforces the size limits, telling apart the failures that condemn the object (too big, a
+//! gzip bomb, a corrupt stream) from a failing source, which is transient and worth a retry.
+
+use std::cell::Cell;
+use std::io::{self, BufRead, BufReader, Read};
+use std::rc::Rc;
+
+use flate2::read::MultiGzDecoder;
+use serde::{Deserialize, Serialize};
+
+const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
+
+/// Size limits for one object. Every limit turns into a clear rejection, never a crash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Largest object accepted, as stored (compressed or not).
+    pub max_object_bytes: u64,
+    /// Largest decompressed stream accepted from a gzip object.
+    pub max_decompressed_bytes: u64,
+    /// Largest decompressed/compressed ratio accepted from a gzip object: tweet JSON
+    /// compresses about 10:1, a gzip bomb 1000:1.
+    pub max_expansion_ratio: u64,
+    /// Largest single record (one JSON value); must stay below what a process can hold.
+    pub max_record_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_object_bytes: 2 << 30,
+            max_decompressed_bytes: 8 << 30,
+            max_expansion_ratio: 100,
+            max_record_bytes: 8 << 20,
+        }
+    }
+}
+
+/// How the object was stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    #[default]
+    None,
+    Gzip,
+}
+
+/// A failure that ends the reading of an object.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    /// The storage behind the reader failed: transient, the object itself may be fine.
+    #[error("reading the object failed")]
+    Source(#[source] io::Error),
+    #[error("object is larger than the {limit}-byte limit (max_object_bytes)")]
+    ObjectTooLarge { limit: u64 },
+    #[error(
+        "decompressed data exceeds the {limit}-byte limit (max_decompressed_bytes, or \
+         max_expansion_ratio times the compressed size): refusing a possible gzip bomb"
+    )]
+    DecompressedTooLarge { limit: u64 },
+    #[error("object cannot be decoded: {0}")]
+    Corrupt(#[source] io::Error),
+}
+
+impl StreamError {
+    /// Whether retrying the same object may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Source(_))
+    }
+}
+
+/// Which guard stopped the stream, recorded where it happened because decoders are free to
+/// wrap or replace the errors of the reader beneath them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Source,
+    ObjectLimit(u64),
+    DecompressedLimit(u64),
+}
+
+type StopCell = Rc<Cell<Option<Stop>>>;
+
+/// A decompressed, size-guarded view of a raw object.
+pub struct OpenedInput<'a> {
+    pub reader: Box<dyn Read + 'a>,
+    pub compression: Compression,
+    /// Explains the reader's errors; a separate field so it can be used while `reader` is
+    /// borrowed.
+    pub probe: StreamProbe,
+}
+
+impl std::fmt::Debug for OpenedInput<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenedInput")
+            .field("compression", &self.compression)
+            .field("probe", &self.probe)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Knows why an [`OpenedInput`]'s reader stopped and how much of the object it read.
+#[derive(Debug)]
+pub struct StreamProbe {
+    stop: StopCell,
+    stored_read: Rc<Cell<u64>>,
+}
+
+impl StreamProbe {
+    /// Turns an error met while reading the opened reader into what it means.
+    pub fn classify(&self, error: io::Error) -> StreamError {
+        classify(self.stop.get(), error)
+    }
+
+    /// Bytes of the stored object read so far.
+    pub fn stored_bytes_read(&self) -> u64 {
+        self.stored_read.get()
+    }
+}
+
+impl<'a> OpenedInput<'a> {
+    /// Opens `raw`, whose stored size is `stored_len` when the storage says so.
+    pub fn open(
+        raw: impl Read + 'a,
+        stored_len: Option<u64>,
+        limits: &Limits,
+    ) -> Result<Self, StreamError> {
+        if stored_len.is_some_and(|len| len > limits.max_object_bytes) {
+            return Err(StreamError::ObjectTooLarge {
+                limit: limits.max_object_bytes,
+            });
+        }
+        let stop: StopCell = Rc::default();
+        let compressed_read = Rc::new(Cell::new(0));
+        let guarded = Guard {
+            inner: raw,
+            read: Rc::clone(&compressed_read),
+            limit: limits.max_object_bytes,
+            on_limit: Stop::ObjectLimit(limits.max_object_bytes),
+            on_error: Some(Stop::Source),
+            stop: Rc::clone(&stop),
+        };
+        let mut buffered = BufReader::with_capacity(64 * 1024, guarded);
+        let head = match buffered.fill_buf() {
+            Ok(head) => head,
+            Err(error) => return Err(classify(stop.get(), error)),
+        };
+        if head.starts_with(GZIP_MAGIC) {
+            let by_ratio = stored_len
+                .unwrap_or(limits.max_object_bytes)
+                .saturating_mul(limits.max_expansion_ratio);
+            let limit = limits.max_decompressed_bytes.min(by_ratio);
+            let decoded = Guard {
+                inner: MultiGzDecoder::new(buffered),
+                read: Rc::new(Cell::new(0)),
+                limit,
+                on_limit: Stop::DecompressedLimit(limit),
+                on_error: None,
+                stop: Rc::clone(&stop),
+            };
+            Ok(Self {
+                reader: Box::new(decoded),
+                compression: Compression::Gzip,
+                probe: StreamProbe {
+                    stop,
+                    stored_read: compressed_read,
+                },
+            })
+        } else {
+            Ok(Self {
+                reader: Box::new(buffered),
+                compression: Compression::None,
+                probe: StreamProbe {
+                    stop,
+                    stored_read: compressed_read,
+                },
+            })
+        }
+    }
+}
+
+fn classify(stop: Option<Stop>, error: io::Error) -> StreamError {
+    match stop {
+        Some(Stop::Source) => StreamError::Source(error),
+        Some(Stop::ObjectLimit(limit)) => StreamError::ObjectTooLarge { limit },
+        Some(Stop::DecompressedLimit(limit)) => StreamError::DecompressedTooLarge { limit },
+        None => StreamError::Corrupt(error),
+    }
+}
+
+/// Counts bytes through a reader, fails past `limit`, and records why it stopped.
+struct Guard<R> {
+    inner: R,
+    read: Rc<Cell<u64>>,
+    limit: u64,
+    on_limit: Stop,
+    /// What an error of `inner` means; `None` lets the caller call it corruption.
+    on_error: Option<Stop>,
+    stop: StopCell,
+}
+
+impl<R: Read> Read for Guard<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let count = match self.inner.read(buf) {
+            Ok(count) => count,
+            Err(error) => {
+                if error.kind() != io::ErrorKind::Interrupted && self.stop.get().is_none() {
+                    self.stop.set(self.on_error);
+                }
+                return Err(error);
+            }
+        };
+        let total = self.read.get() + count as u64;
+        self.read.set(total);
+        if total > self.limit {
+            self.stop.set(Some(self.on_limit));
+            return Err(io::Error::other("size limit exceeded"));
+        }
+        Ok(count)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use flate2::Compression as Level;
+    use flate2::write::GzEncoder;
+
+    use super::*;
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut encoder = GzEncoder::new(Vec::new(), Level::default());
+        encoder.write_all(data).expect("in-memory write");
+        encoder.finish().expect("in-memory gzip")
+    }
+
+    fn read_all(input: &mut OpenedInput<'_>) -> Result<Vec<u8>, StreamError> {
+        let mut out = Vec::new();
+        match input.reader.read_to_end(&mut out) {
+            Ok(_) => Ok(out),
+            Err(error) => Err(input.probe.classify(error)),
+        }
+    }
+
+    #[test]
+    fn plain_input_passes_through() {
+        let mut input =
+            OpenedInput::open(&b"{\"a\":1}"[..], None, &Limits::default()).expect("opens");
+        assert_eq!(input.compression, Compression::None);
+        assert_eq!(read_all(&mut input).expect("reads"), b"{\"a\":1}");
+    }
+
+    #[test]
+    fn gzip_is_detected_by_magic_bytes_and_members_are_concatenated() {
+        let mut data = gzip(b"{\"a\":1}\n");
+        data.extend(gzip(b"{\"b\":2}\n"));
+        let mut input = OpenedInput::open(&data[..], Some(data.len() as u64), &Limits::default())
+            .expect("opens");
+        assert_eq!(input.compression, Compression::Gzip);
+        assert_eq!(
+            read_all(&mut input).expect("reads"),
+            b"{\"a\":1}\n{\"b\":2}\n"
+        );
+    }
+
+    #[test]
+    fn gzip_bomb_is_refused_by_expansion_ratio() {
+        let bomb = gzip(&vec![b' '; 20 << 20]);
+        let mut input = OpenedInput::open(&bomb[..], Some(bomb.len() as u64), &Limits::default())
+            .expect("opens");
+        let error = read_all(&mut input).expect_err("refused");
+        assert!(
+            matches!(error, StreamError::DecompressedTooLarge { .. }),
+            "{error}"
+        );
+        assert!(error.to_string().contains("gzip bomb"));
+    }
+
+    #[test]
+    fn gzip_bomb_is_refused_by_absolute_limit_when_size_is_unknown() {
+        let bomb = gzip(&vec![b' '; 4 << 20]);
+        let limits = Limits {
+            max_decompressed_bytes: 1 << 20,
+            ..Limits::default()
+        };
+        let mut input = OpenedInput::open(&bomb[..], None, &limits).expect("opens");
+        let error = read_all(&mut input).expect_err("refused");
+        assert!(matches!(
+            error,
+            StreamError::DecompressedTooLarge { limit } if limit == 1 << 20
+        ));
+    }
+
+    #[test]
+    fn object_over_the_limit_is_refused_before_reading_when_its_size_is_known() {
+        let limits = Limits {
+            max_object_bytes: 10,
+            ..Limits::default()
+        };
+        let error = OpenedInput::open(&[b' '; 11][..], Some(11), &limits).expect_err("refused");
+        assert!(matches!(error, StreamError::ObjectTooLarge { limit: 10 }));
+    }
+
+    #[test]
+    fn object_over_the_limit_is_refused_while_reading_when_its_size_is_unknown() {
+        let limits = Limits {
+            max_object_bytes: 100_000,
+            ..Limits::default()
+        };
+        let data = vec![b' '; 200_000];
+        let error = match OpenedInput::open(&data[..], None, &limits) {
+            Err(error) => error,
+            Ok(mut input) => read_all(&mut input).expect_err("refused"),
+        };
+        assert!(matches!(
+            error,
+            StreamError::ObjectTooLarge { limit: 100_000 }
+        ));
+    }
+
+    #[test]
+    fn truncated_gzip_is_corrupt_not_transient() {
+        let data = gzip(&b"{\"a\":1}\n".repeat(1000));
+        let cut = &data[..data.len() / 2];
+        let mut input = OpenedInput::open(cut, None, &Limits::default()).expect("opens");
+        let error = read_all(&mut input).expect_err("corrupt");
+        assert!(matches!(error, StreamError::Corrupt(_)), "{error:?}");
+        assert!(!error.is_transient());
+    }
+
+    #[test]
+    fn source_failure_is_transient_even_through_the_decoder() {
+        struct Failing<'a>(&'a [u8]);
+        impl Read for Failing<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                if self.0.is_empty() {
+                    return Err(io::Error::new(io::ErrorKind::ConnectionReset, "reset"));
+                }
+                let count = self.0.len().min(buf.len()).min(16);
+                buf[..count].copy_from_slice(&self.0[..count]);
+                self.0 = &self.0[count..];
+                Ok(count)
+            }
+        }
+        let data = gzip(&b"{\"a\":1}\n".repeat(1000));
+        let mut input =
+            OpenedInput::open(Failing(&data[..data.len() / 2]), None, &Limits::default())
+                .expect("opens");
+        let error = read_all(&mut input).expect_err("fails");
+        assert!(error.is_transient(), "{error:?}");
+    }
+}

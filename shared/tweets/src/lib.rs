@@ -1,0 +1,18 @@
+//! Tweets without ML or cloud: the normalized schema, streaming parsers for every raw shape
+//! users drop in a bucket (API v1.1, v2, JSON Lines, arrays, Firehose-concatenated, gzip),
+//! model-ready cleaning, filters, and the per-object ingest that ties them together with
+//! conserved counts.
+
+pub mod clean;
+pub mod filter;
+pub mod formats;
+pub mod frame;
+pub mod ingest;
+pub mod input;
+pub mod schema;
+
+pub use clean::{CLEANING_VERSION, CleanConfig, EmojiMode, clean_text};
+pub use filter::{FilterConfig, FilterReason, FilteredCounts};
+pub use ingest::{IngestError, IngestOptions, Rejection, Report, ingest_stream};
+pub use input::{Compression, Limits, StreamError};
+pub use schema::{SourceRef, Tweet};
