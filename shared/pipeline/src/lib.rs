@@ -1,1 +1,16 @@
+//! The pipeline's use cases over small storage ports, the bucket key contract, and the
+//! adapters: S3 (`s3`), a local folder (`local`) and, for tests, memory (`memory`).
 
+pub mod config;
+pub mod ingest;
+pub mod keys;
+pub mod local;
+#[cfg(any(test, feature = "memory"))]
+pub mod memory;
+pub mod ports;
+pub mod s3;
+
+pub use config::{ConfigError, IngestConfig};
+pub use ingest::{IngestError, IngestManifest, ingest_object};
+pub use keys::{KeyError, Prefixes};
+pub use ports::{Buckets, ObjectBody, Payload, ReadObject, StoreError, WriteObject};

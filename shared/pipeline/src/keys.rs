@@ -1,0 +1,221 @@
+//! The bucket layout contract: which prefix triggers which function and where each output
+//! goes. Output keys are derived from input keys only, so S3's at-least-once delivery
+//! rewrites the same objects, and no output prefix may overlap a trigger prefix.
+
+use serde::{Deserialize, Serialize};
+
+/// Prefixes of the bucket layout. Each ends with `/` and none contains another.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Prefixes {
+    /// Raw files dropped by users; triggers ingest.
+    pub raw: String,
+    /// Normalized tweets written by ingest; triggers classify.
+    pub clean: String,
+    /// Records ingest could not read, with their errors.
+    pub rejected: String,
+    /// One JSON manifest per processed object and stage.
+    pub manifests: String,
+}
+
+impl Default for Prefixes {
+    fn default() -> Self {
+        Self {
+            raw: "raw/".to_owned(),
+            clean: "clean/".to_owned(),
+            rejected: "rejected/".to_owned(),
+            manifests: "manifests/".to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    #[error("prefix `{prefix}` for {role} must be non-empty, relative and end with `/`")]
+    BadPrefix { role: &'static str, prefix: String },
+    #[error(
+        "prefix `{inner}` ({inner_role}) lies inside `{outer}` ({outer_role}): a function \
+         could trigger itself or another on its own output"
+    )]
+    Overlap {
+        outer: String,
+        outer_role: &'static str,
+        inner: String,
+        inner_role: &'static str,
+    },
+    #[error("key `{key}` is not under the trigger prefix `{prefix}`")]
+    OutsideTrigger { key: String, prefix: String },
+    #[error("key `{key}` names no object under `{prefix}`")]
+    EmptyRelativeKey { key: String, prefix: String },
+    #[error("refusing to write `{key}` under the trigger prefix `{prefix}`")]
+    WouldRetrigger { key: String, prefix: String },
+}
+
+/// Where ingest writes the outputs for one raw object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IngestKeys {
+    pub clean: String,
+    pub rejected: String,
+    pub manifest: String,
+}
+
+impl Prefixes {
+    fn roles(&self) -> [(&'static str, &str); 4] {
+        [
+            ("raw", &self.raw),
+            ("clean", &self.clean),
+            ("rejected", &self.rejected),
+            ("manifests", &self.manifests),
+        ]
+    }
+
+    /// Checks the contract: well-formed prefixes, none inside another.
+    pub fn validate(&self) -> Result<(), KeyError> {
+        let roles = self.roles();
+        for (role, prefix) in roles {
+            if prefix.is_empty() || !prefix.ends_with('/') || prefix.starts_with('/') {
+                return Err(KeyError::BadPrefix {
+                    role,
+                    prefix: prefix.to_owned(),
+                });
+            }
+        }
+        for (outer_role, outer) in roles {
+            for (inner_role, inner) in roles {
+                if outer_role != inner_role && inner.starts_with(outer) {
+                    return Err(KeyError::Overlap {
+                        outer: outer.to_owned(),
+                        outer_role,
+                        inner: inner.to_owned(),
+                        inner_role,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The outputs of ingesting `raw_key`: `clean/<rel>.jsonl`, `rejected/<rel>.jsonl` and
+    /// `manifests/ingest/<rel>.json`, where `<rel>` is the key below the raw prefix.
+    pub fn ingest_keys(&self, raw_key: &str) -> Result<IngestKeys, KeyError> {
+        let relative = relative_key(raw_key, &self.raw)?;
+        let keys = IngestKeys {
+            clean: format!("{}{relative}.jsonl", self.clean),
+            rejected: format!("{}{relative}.jsonl", self.rejected),
+            manifest: format!("{}ingest/{relative}.json", self.manifests),
+        };
+        for key in [&keys.clean, &keys.rejected, &keys.manifest] {
+            ensure_outside(key, &self.raw)?;
+        }
+        Ok(keys)
+    }
+}
+
+/// The part of `key` below `prefix`.
+pub fn relative_key<'k>(key: &'k str, prefix: &str) -> Result<&'k str, KeyError> {
+    let relative = key
+        .strip_prefix(prefix)
+        .ok_or_else(|| KeyError::OutsideTrigger {
+            key: key.to_owned(),
+            prefix: prefix.to_owned(),
+        })?;
+    if relative.is_empty() || relative.ends_with('/') {
+        return Err(KeyError::EmptyRelativeKey {
+            key: key.to_owned(),
+            prefix: prefix.to_owned(),
+        });
+    }
+    Ok(relative)
+}
+
+/// Refuses an output key under a trigger prefix: the last guard against a function that
+/// invokes itself forever.
+pub fn ensure_outside(key: &str, trigger_prefix: &str) -> Result<(), KeyError> {
+    if key.starts_with(trigger_prefix) {
+        return Err(KeyError::WouldRetrigger {
+            key: key.to_owned(),
+            prefix: trigger_prefix.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ingest_keys_are_derived_from_the_relative_key() {
+        let keys = Prefixes::default()
+            .ingest_keys("raw/2024/05/my tweets+more.json.gz")
+            .expect("under raw/");
+        assert_eq!(keys.clean, "clean/2024/05/my tweets+more.json.gz.jsonl");
+        assert_eq!(
+            keys.rejected,
+            "rejected/2024/05/my tweets+more.json.gz.jsonl"
+        );
+        assert_eq!(
+            keys.manifest,
+            "manifests/ingest/2024/05/my tweets+more.json.gz.json"
+        );
+    }
+
+    #[test]
+    fn keys_outside_the_trigger_or_naming_a_folder_are_refused() {
+        let prefixes = Prefixes::default();
+        assert!(matches!(
+            prefixes.ingest_keys("clean/a.json"),
+            Err(KeyError::OutsideTrigger { .. })
+        ));
+        assert!(matches!(
+            prefixes.ingest_keys("raw/"),
+            Err(KeyError::EmptyRelativeKey { .. })
+        ));
+        assert!(matches!(
+            prefixes.ingest_keys("raw/folder/"),
+            Err(KeyError::EmptyRelativeKey { .. })
+        ));
+    }
+
+    #[test]
+    fn default_prefixes_are_valid() {
+        assert_eq!(Prefixes::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn overlapping_prefixes_are_refused() {
+        let nested = Prefixes {
+            clean: "raw/clean/".to_owned(),
+            ..Prefixes::default()
+        };
+        let error = nested.validate().expect_err("overlap");
+        assert!(
+            error.to_string().contains("could trigger itself"),
+            "{error}"
+        );
+        let same = Prefixes {
+            rejected: "clean/".to_owned(),
+            ..Prefixes::default()
+        };
+        assert!(matches!(same.validate(), Err(KeyError::Overlap { .. })));
+    }
+
+    #[test]
+    fn malformed_prefixes_are_refused() {
+        for bad in ["", "raw", "/raw/"] {
+            let prefixes = Prefixes {
+                raw: bad.to_owned(),
+                ..Prefixes::default()
+            };
+            assert!(
+                matches!(prefixes.validate(), Err(KeyError::BadPrefix { .. })),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn writes_under_a_trigger_prefix_are_refused() {
+        assert!(ensure_outside("raw/x.jsonl", "raw/").is_err());
+        assert!(ensure_outside("clean/x.jsonl", "raw/").is_ok());
+    }
+}

@@ -1,0 +1,194 @@
+//! The local-filesystem adapter: a folder stands in for a bucket, so the CLI runs the same
+//! use cases on a laptop.
+
+use std::io;
+use std::path::{Component, Path, PathBuf};
+
+use crate::ports::{ObjectBody, Payload, ReadObject, StoreError, WriteObject};
+
+/// A folder whose files are objects. With a mount prefix, key `<prefix><rel>` is file
+/// `<root>/<rel>` (a folder of raw files served as `raw/…`); without one, key `k` is
+/// `<root>/k`.
+#[derive(Debug, Clone)]
+pub struct LocalDir {
+    root: PathBuf,
+    mount: String,
+}
+
+impl LocalDir {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self {
+            root: root.into(),
+            mount: String::new(),
+        }
+    }
+
+    /// Serves `root` under the key prefix `mount` (e.g. `raw/`).
+    pub fn mounted(root: impl Into<PathBuf>, mount: &str) -> Self {
+        Self {
+            root: root.into(),
+            mount: mount.to_owned(),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The file behind `key`; refuses keys that would escape the folder.
+    pub fn path_of(&self, key: &str) -> Result<PathBuf, StoreError> {
+        let invalid = |why: &str| StoreError::Failed {
+            operation: "resolve",
+            key: key.to_owned(),
+            retryable: false,
+            source: format!("not a valid local key: {why}").into(),
+        };
+        let relative = key
+            .strip_prefix(&self.mount)
+            .ok_or_else(|| invalid(&format!("outside the mount prefix `{}`", self.mount)))?;
+        let relative = Path::new(relative);
+        if relative.as_os_str().is_empty()
+            || !relative
+                .components()
+                .all(|component| matches!(component, Component::Normal(_)))
+        {
+            return Err(invalid("empty, absolute, or containing `..`"));
+        }
+        Ok(self.root.join(relative))
+    }
+
+    /// The key of a file below the root (the inverse of [`Self::path_of`]).
+    pub fn key_of(&self, path: &Path) -> Option<String> {
+        let relative = path.strip_prefix(&self.root).ok()?;
+        let parts: Option<Vec<&str>> = relative
+            .components()
+            .map(|component| match component {
+                Component::Normal(part) => part.to_str(),
+                _ => None,
+            })
+            .collect();
+        Some(format!("{}{}", self.mount, parts?.join("/")))
+    }
+}
+
+fn io_failure(operation: &'static str, key: &str, error: io::Error) -> StoreError {
+    if error.kind() == io::ErrorKind::NotFound {
+        return StoreError::NotFound {
+            key: key.to_owned(),
+        };
+    }
+    StoreError::Failed {
+        operation,
+        key: key.to_owned(),
+        retryable: matches!(
+            error.kind(),
+            io::ErrorKind::Interrupted | io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+        ),
+        source: Box::new(error),
+    }
+}
+
+impl ReadObject for LocalDir {
+    async fn get(&self, key: &str) -> Result<ObjectBody, StoreError> {
+        let path = self.path_of(key)?;
+        let file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|error| io_failure("open", key, error))?;
+        let metadata = file
+            .metadata()
+            .await
+            .map_err(|error| io_failure("stat", key, error))?;
+        if !metadata.is_file() {
+            return Err(StoreError::NotFound {
+                key: key.to_owned(),
+            });
+        }
+        Ok(ObjectBody {
+            len: Some(metadata.len()),
+            reader: Box::pin(file),
+        })
+    }
+}
+
+impl WriteObject for LocalDir {
+    /// Writes through a temporary file in the same folder and renames it into place, so a
+    /// reader never sees half an object.
+    async fn put(
+        &self,
+        key: &str,
+        payload: Payload,
+        _content_type: &'static str,
+    ) -> Result<(), StoreError> {
+        let path = self.path_of(key)?;
+        let owned_key = key.to_owned();
+        tokio::task::spawn_blocking(move || -> io::Result<()> {
+            let folder = path.parent().unwrap_or(Path::new("."));
+            std::fs::create_dir_all(folder)?;
+            let mut staged = tempfile::NamedTempFile::new_in(folder)?;
+            match payload.path() {
+                Some(spilled) => {
+                    io::copy(&mut std::fs::File::open(spilled)?, staged.as_file_mut())?;
+                }
+                None => io::Write::write_all(staged.as_file_mut(), &payload.into_bytes()?)?,
+            }
+            staged.persist(&path).map_err(|error| error.error)?;
+            Ok(())
+        })
+        .await
+        .map_err(|error| StoreError::Failed {
+            operation: "write",
+            key: owned_key.clone(),
+            retryable: false,
+            source: Box::new(error),
+        })?
+        .map_err(|error| io_failure("write", &owned_key, error))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    #[tokio::test]
+    async fn round_trip_through_a_mounted_folder() {
+        let folder = tempfile::tempdir().expect("temp dir");
+        let store = LocalDir::mounted(folder.path(), "raw/");
+        store
+            .put(
+                "raw/a b/c+d.json",
+                Payload::from(b"hello".to_vec()),
+                "application/json",
+            )
+            .await
+            .expect("put");
+        assert!(folder.path().join("a b/c+d.json").is_file());
+        let mut body = store.get("raw/a b/c+d.json").await.expect("get");
+        assert_eq!(body.len, Some(5));
+        let mut text = String::new();
+        body.reader.read_to_string(&mut text).await.expect("read");
+        assert_eq!(text, "hello");
+        assert_eq!(
+            store.key_of(&folder.path().join("a b/c+d.json")).as_deref(),
+            Some("raw/a b/c+d.json")
+        );
+    }
+
+    #[tokio::test]
+    async fn missing_files_and_escaping_keys_are_refused() {
+        let folder = tempfile::tempdir().expect("temp dir");
+        let store = LocalDir::new(folder.path());
+        assert!(matches!(
+            store.get("nope.json").await,
+            Err(StoreError::NotFound { .. })
+        ));
+        assert!(store.path_of("../etc/passwd").is_err());
+        assert!(store.path_of("/etc/passwd").is_err());
+        assert!(store.path_of("").is_err());
+        assert!(
+            LocalDir::mounted(folder.path(), "raw/")
+                .path_of("clean/x")
+                .is_err()
+        );
+    }
+}

@@ -1,0 +1,118 @@
+//! An in-memory store for unit tests of use cases and handlers, with failure injection.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::ports::{Buckets, ObjectBody, Payload, ReadObject, StoreError, WriteObject};
+
+/// Objects by bucket and key. Clones share the same objects.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryBuckets {
+    state: Arc<Mutex<State>>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    objects: BTreeMap<(String, String), Vec<u8>>,
+    /// The next this-many reads fail with a retryable error.
+    failing_reads: usize,
+}
+
+impl MemoryBuckets {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn insert(&self, bucket: &str, key: &str, bytes: impl Into<Vec<u8>>) {
+        self.state()
+            .objects
+            .insert((bucket.to_owned(), key.to_owned()), bytes.into());
+    }
+
+    pub fn object(&self, bucket: &str, key: &str) -> Option<Vec<u8>> {
+        self.state()
+            .objects
+            .get(&(bucket.to_owned(), key.to_owned()))
+            .cloned()
+    }
+
+    /// Every key of `bucket`, sorted.
+    pub fn keys(&self, bucket: &str) -> Vec<String> {
+        self.state()
+            .objects
+            .keys()
+            .filter(|(name, _)| name == bucket)
+            .map(|(_, key)| key.clone())
+            .collect()
+    }
+
+    /// Makes the next `count` reads fail as a throttled or unreachable store would.
+    pub fn fail_next_reads(&self, count: usize) {
+        self.state().failing_reads = count;
+    }
+}
+
+impl Buckets for MemoryBuckets {
+    type Store = MemoryBucket;
+    fn bucket(&self, name: &str) -> MemoryBucket {
+        MemoryBucket {
+            buckets: self.clone(),
+            name: name.to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct MemoryBucket {
+    buckets: MemoryBuckets,
+    name: String,
+}
+
+impl ReadObject for MemoryBucket {
+    async fn get(&self, key: &str) -> Result<ObjectBody, StoreError> {
+        let mut state = self.buckets.state();
+        if state.failing_reads > 0 {
+            state.failing_reads -= 1;
+            return Err(StoreError::Failed {
+                operation: "GetObject",
+                key: key.to_owned(),
+                retryable: true,
+                source: "injected: service unavailable".into(),
+            });
+        }
+        let bytes = state
+            .objects
+            .get(&(self.name.clone(), key.to_owned()))
+            .cloned()
+            .ok_or_else(|| StoreError::NotFound {
+                key: key.to_owned(),
+            })?;
+        Ok(ObjectBody {
+            len: Some(bytes.len() as u64),
+            reader: Box::pin(io::Cursor::new(bytes)),
+        })
+    }
+}
+
+impl WriteObject for MemoryBucket {
+    async fn put(
+        &self,
+        key: &str,
+        payload: Payload,
+        _content_type: &'static str,
+    ) -> Result<(), StoreError> {
+        let bytes = payload.into_bytes().map_err(|error| StoreError::Failed {
+            operation: "PutObject",
+            key: key.to_owned(),
+            retryable: false,
+            source: Box::new(error),
+        })?;
+        self.buckets.insert(&self.name, key, bytes);
+        Ok(())
+    }
+}

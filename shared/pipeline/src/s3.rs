@@ -1,0 +1,148 @@
+//! The S3 adapter: the only place in this crate that speaks the AWS SDK.
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::operation::get_object::GetObjectError;
+use aws_sdk_s3::primitives::ByteStream;
+
+use crate::ports::{BoxError, Buckets, ObjectBody, Payload, ReadObject, StoreError, WriteObject};
+
+/// Builds an S3 client from the standard AWS environment. `endpoint_url` (the
+/// `S3_ENDPOINT_URL` setting) points it at an S3-compatible server, with path-style
+/// addressing as such servers expect.
+pub async fn client(endpoint_url: Option<&str>) -> Client {
+    let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let mut config = aws_sdk_s3::config::Builder::from(&shared);
+    if let Some(url) = endpoint_url {
+        config = config.endpoint_url(url).force_path_style(true);
+    }
+    Client::from_conf(config.build())
+}
+
+/// Every bucket the client can reach.
+#[derive(Debug, Clone)]
+pub struct S3Buckets {
+    client: Client,
+}
+
+impl S3Buckets {
+    pub fn new(client: Client) -> Self {
+        Self { client }
+    }
+}
+
+impl Buckets for S3Buckets {
+    type Store = S3Bucket;
+    fn bucket(&self, name: &str) -> S3Bucket {
+        S3Bucket {
+            client: self.client.clone(),
+            bucket: name.to_owned(),
+        }
+    }
+}
+
+/// One bucket; keys are relative to it.
+#[derive(Debug, Clone)]
+pub struct S3Bucket {
+    client: Client,
+    bucket: String,
+}
+
+impl ReadObject for S3Bucket {
+    async fn get(&self, key: &str) -> Result<ObjectBody, StoreError> {
+        let output = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|error| match &error {
+                SdkError::ServiceError(service)
+                    if matches!(service.err(), GetObjectError::NoSuchKey(_)) =>
+                {
+                    StoreError::NotFound {
+                        key: key.to_owned(),
+                    }
+                }
+                _ => failed("GetObject", key, error),
+            })?;
+        Ok(ObjectBody {
+            len: output
+                .content_length()
+                .and_then(|len| u64::try_from(len).ok()),
+            reader: Box::pin(output.body.into_async_read()),
+        })
+    }
+}
+
+impl WriteObject for S3Bucket {
+    async fn put(
+        &self,
+        key: &str,
+        payload: Payload,
+        content_type: &'static str,
+    ) -> Result<(), StoreError> {
+        let local_failure = |source: BoxError| StoreError::Failed {
+            operation: "PutObject",
+            key: key.to_owned(),
+            retryable: false,
+            source,
+        };
+        let body = match payload.path() {
+            Some(path) => ByteStream::from_path(path)
+                .await
+                .map_err(|error| local_failure(error.into()))?,
+            None => ByteStream::from(
+                payload
+                    .into_bytes()
+                    .map_err(|error| local_failure(error.into()))?,
+            ),
+        };
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .body(body)
+            .send()
+            .await
+            .map_err(|error| failed("PutObject", key, error))?;
+        Ok(())
+    }
+}
+
+/// Codes that mean the caller or the configuration is wrong: retrying cannot help.
+const PERMANENT_CODES: &[&str] = &[
+    "AccessDenied",
+    "NoSuchBucket",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "InvalidBucketName",
+    "AllAccessDisabled",
+];
+
+fn failed<E, R>(operation: &'static str, key: &str, error: SdkError<E, R>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    let retryable = match &error {
+        SdkError::ServiceError(service) => !service
+            .err()
+            .code()
+            .is_some_and(|code| PERMANENT_CODES.contains(&code)),
+        SdkError::ConstructionFailure(_) => false,
+        _ => true,
+    };
+    // The SDK's Display is terse; its context form names the code and message.
+    let source: BoxError = aws_sdk_s3::error::DisplayErrorContext(&error)
+        .to_string()
+        .into();
+    StoreError::Failed {
+        operation,
+        key: key.to_owned(),
+        retryable,
+        source,
+    }
+}
