@@ -2,6 +2,7 @@
 //! adapters: S3 (`s3`), a local folder (`local`) and, for tests, memory (`memory`).
 
 pub mod config;
+pub mod event;
 pub mod ingest;
 pub mod keys;
 pub mod local;
@@ -11,6 +12,7 @@ pub mod ports;
 pub mod s3;
 
 pub use config::{ConfigError, IngestConfig};
+pub use event::{EventItem, ObjectRef, object_refs};
 pub use ingest::{IngestError, IngestManifest, ingest_object};
 pub use keys::{KeyError, Prefixes};
 pub use ports::{Buckets, ObjectBody, Payload, ReadObject, StoreError, WriteObject};
