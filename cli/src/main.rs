@@ -1,1 +1,67 @@
-fn main() {}
+//! `tweetclf`: the pipeline on a laptop. Wiring only: arguments, logs, settings, dispatch.
+
+mod commands;
+mod summary;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use pipeline::IngestConfig;
+
+/// Clean and classify tweets from raw Twitter JSON, on your machine, with the same code the
+/// Lambda functions run. Ingest settings (filters, limits, prefixes) are read from the same
+/// environment variables as the functions; see the README.
+#[derive(Debug, Parser)]
+#[command(name = "tweetclf", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the pipeline over a folder of raw files; OUT mirrors the bucket layout
+    /// (clean/, rejected/, manifests/).
+    Run {
+        /// A folder of raw tweet files (any supported shape, gzip or not), or one file.
+        #[arg(default_value = "examples/raw")]
+        input: PathBuf,
+        /// Where to write the outputs.
+        #[arg(long, short, default_value = "out")]
+        out: PathBuf,
+    },
+    /// Parse and clean one raw file (`-` for standard input) into OUT/clean.jsonl,
+    /// OUT/rejected.jsonl and OUT/manifest.json.
+    Ingest {
+        /// The raw file, or `-` for standard input.
+        input: PathBuf,
+        /// Where to write the outputs.
+        #[arg(long, short)]
+        out: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let outcome = IngestConfig::from_env()
+        .map_err(anyhow::Error::from)
+        .and_then(|config| match cli.command {
+            Command::Run { input, out } => commands::run::run(&input, &out, &config),
+            Command::Ingest { input, out } => commands::ingest::ingest(&input, &out, &config),
+        });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -97,30 +97,44 @@ pub async fn ingest_object(
     let read_parse = elapsed_ms(started);
 
     let started = Instant::now();
-    let manifest = IngestManifest {
-        input: raw_key.to_owned(),
-        outputs: IngestOutputs {
+    let mut manifest = IngestManifest::new(
+        raw_key,
+        IngestOutputs {
             clean: keys.clean.clone(),
             rejected: (report.rejected > 0).then(|| keys.rejected.clone()),
             manifest: keys.manifest.clone(),
         },
         report,
-        cleaning_version: CLEANING_VERSION.to_owned(),
-        options: config.options.clone(),
-        timing_ms: IngestTiming::default(),
-        tool_version: env!("CARGO_PKG_VERSION").to_owned(),
-    };
+        &config.options,
+    );
     write_outputs(sink, &keys, &manifest, clean, rejected).await?;
-    let manifest = IngestManifest {
-        timing_ms: IngestTiming {
-            read_parse,
-            write: elapsed_ms(started),
-        },
-        ..manifest
+    manifest.timing_ms = IngestTiming {
+        read_parse,
+        write: elapsed_ms(started),
     };
     sink.put(&keys.manifest, json_payload(&manifest), JSON)
         .await?;
     Ok(manifest)
+}
+
+impl IngestManifest {
+    /// A manifest with no timing yet.
+    pub fn new(
+        input: &str,
+        outputs: IngestOutputs,
+        report: Report,
+        options: &IngestOptions,
+    ) -> Self {
+        Self {
+            input: input.to_owned(),
+            outputs,
+            report,
+            cleaning_version: CLEANING_VERSION.to_owned(),
+            options: options.clone(),
+            timing_ms: IngestTiming::default(),
+            tool_version: env!("CARGO_PKG_VERSION").to_owned(),
+        }
+    }
 }
 
 async fn write_outputs(
@@ -137,7 +151,8 @@ async fn write_outputs(
     Ok(())
 }
 
-pub(crate) fn json_payload(value: &impl Serialize) -> Payload {
+/// Pretty JSON with a final newline, as manifests are stored.
+pub fn json_payload(value: &impl Serialize) -> Payload {
     let mut bytes = serde_json::to_vec_pretty(value).unwrap_or_else(|error| {
         // Manifests are plain data; serializing them cannot fail short of a bug.
         format!("{{\"error\": \"manifest could not be serialized: {error}\"}}").into_bytes()
@@ -146,7 +161,8 @@ pub(crate) fn json_payload(value: &impl Serialize) -> Payload {
     Payload::from(bytes)
 }
 
-fn elapsed_ms(since: Instant) -> u64 {
+/// Milliseconds since `since`, for manifests and logs.
+pub fn elapsed_ms(since: Instant) -> u64 {
     u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 

@@ -13,6 +13,6 @@ pub mod s3;
 
 pub use config::{ConfigError, IngestConfig};
 pub use event::{EventItem, ObjectRef, object_refs};
-pub use ingest::{IngestError, IngestManifest, ingest_object};
+pub use ingest::{IngestError, IngestManifest, IngestOutputs, IngestTiming, ingest_object};
 pub use keys::{KeyError, Prefixes};
 pub use ports::{Buckets, ObjectBody, Payload, ReadObject, StoreError, WriteObject};
