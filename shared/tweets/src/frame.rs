@@ -205,7 +205,8 @@ impl<R: Read> Framer<R> {
         }
     }
 
-    /// A number or literal: up to the next delimiter.
+    /// A number or literal: up to the next delimiter. A token that is neither (a line of
+    /// prose starting with `t`, say) is bad, and takes the rest of its line with it.
     fn scan_scalar(&mut self, frame: &mut FrameBuilder) -> io::Result<ScanOutcome> {
         while let Some(byte) = self.source.peek()? {
             if matches!(
@@ -218,7 +219,11 @@ impl<R: Read> Framer<R> {
             frame.push(byte);
             self.source.bump();
         }
-        Ok(ScanOutcome::default())
+        if is_json_scalar(&frame.bytes) {
+            Ok(ScanOutcome::default())
+        } else {
+            self.scan_rest_of_line(frame)
+        }
     }
 
     /// Bytes that cannot start a JSON value: the rest of the line is one bad record.
@@ -232,6 +237,12 @@ impl<R: Read> Framer<R> {
         }
         Ok(ScanOutcome::default())
     }
+}
+
+fn is_json_scalar(token: &[u8]) -> bool {
+    matches!(token, b"true" | b"false" | b"null")
+        || std::str::from_utf8(token)
+            .is_ok_and(|text| serde_json::from_str::<serde_json::Number>(text).is_ok())
 }
 
 #[derive(Debug, Default)]
@@ -469,8 +480,16 @@ mod tests {
     #[test]
     fn garbage_is_one_frame_per_line_and_scalars_stop_at_delimiters() {
         assert_eq!(
-            texts("hello world\n42 true\n}"),
-            vec!["hello world", "42", "true", "}"]
+            texts("hello world\n42 true\n}\nnot json at all\n-1.5e3 falsehood"),
+            vec![
+                "hello world",
+                "42",
+                "true",
+                "}",
+                "not json at all",
+                "-1.5e3",
+                "falsehood"
+            ]
         );
     }
 

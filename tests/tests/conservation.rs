@@ -1,0 +1,240 @@
+//! Every fixture and example file, through the same streaming ingest the functions run:
+//! the counts add up, real API payloads parse without a single rejection, and each file's
+//! outcome is the one a person reading it expects.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use integration_tests::repo_root;
+use tweets::{FilterReason, IngestOptions, Report, Tweet};
+
+/// records_in, kept, filtered (reason, count), rejected.
+type Expected = (u64, u64, &'static [(FilterReason, u64)], u64);
+
+const EXPECTED: &[(&str, Expected)] = {
+    use FilterReason::*;
+    &[
+        ("tests/fixtures/cases/bom-crlf-lines.jsonl", (3, 3, &[], 0)),
+        (
+            "tests/fixtures/cases/timeline-array.json",
+            (3, 2, &[(Retweet, 1)], 0),
+        ),
+        ("tests/fixtures/cases/v2-stream-lines.jsonl", (2, 2, &[], 0)),
+        (
+            "tests/fixtures/cases/firehose-concatenated.json",
+            (3, 2, &[(DuplicateId, 1)], 0),
+        ),
+        (
+            "tests/fixtures/cases/search-response.json",
+            (2, 1, &[(Language, 1)], 0),
+        ),
+        ("tests/fixtures/cases/mixed-errors.jsonl", (5, 2, &[], 3)),
+        ("tests/fixtures/cases/v2-errors-only.json", (1, 0, &[], 1)),
+    ]
+};
+
+fn ingest_file(path: &Path) -> (Report, Vec<Tweet>, Vec<serde_json::Value>) {
+    let bytes = std::fs::read(path).expect("fixture is readable");
+    let (mut clean, mut rejected) = (Vec::new(), Vec::new());
+    let key = path
+        .strip_prefix(repo_root())
+        .unwrap_or(path)
+        .display()
+        .to_string();
+    let report = tweets::ingest_stream(
+        &key,
+        &bytes[..],
+        Some(bytes.len() as u64),
+        &IngestOptions::default(),
+        &mut clean,
+        &mut rejected,
+    )
+    .expect("ingest succeeds on in-memory data");
+    let tweets = String::from_utf8(clean)
+        .expect("clean output is UTF-8")
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("each clean line is a Tweet"))
+        .collect();
+    let rejections = String::from_utf8(rejected)
+        .expect("rejections are UTF-8")
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("each rejection is JSON"))
+        .collect();
+    (report, tweets, rejections)
+}
+
+fn files_under(folder: &str) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(repo_root().join(folder))
+        .expect("fixture folder exists")
+        .map(|entry| entry.expect("listing works").path())
+        .filter(|path| {
+            let name = path
+                .file_name()
+                .and_then(|name| name.to_str())
+                .unwrap_or_default();
+            !name.starts_with("LICENSE") && !name.ends_with(".md")
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+fn check_conserved(
+    path: &Path,
+    report: &Report,
+    tweets: &[Tweet],
+    rejections: &[serde_json::Value],
+) {
+    assert!(report.is_conserved(), "{}: {report:?}", path.display());
+    assert_eq!(report.kept, tweets.len() as u64, "{}", path.display());
+    assert_eq!(
+        report.rejected,
+        rejections.len() as u64,
+        "{}",
+        path.display()
+    );
+    let mut indexes: Vec<u64> = tweets.iter().map(|tweet| tweet.source.index).collect();
+    indexes.extend(
+        rejections
+            .iter()
+            .map(|rejection| rejection["source"]["index"].as_u64().expect("index")),
+    );
+    indexes.sort_unstable();
+    indexes.dedup();
+    assert_eq!(
+        indexes.len() as u64,
+        report.kept + report.rejected,
+        "{}: every kept or rejected record has its own index",
+        path.display()
+    );
+    assert!(indexes.iter().all(|index| *index < report.records_in));
+}
+
+#[test]
+fn own_cases_have_the_expected_outcomes() {
+    for (file, (records_in, kept, filtered, rejected)) in EXPECTED {
+        let path = repo_root().join(file);
+        let (report, tweets, rejections) = ingest_file(&path);
+        check_conserved(&path, &report, &tweets, &rejections);
+        let expected_filtered: BTreeMap<FilterReason, u64> = filtered.iter().copied().collect();
+        assert_eq!(
+            (
+                report.records_in,
+                report.kept,
+                &report.filtered,
+                report.rejected
+            ),
+            (*records_in, *kept, &expected_filtered, *rejected),
+            "{file}"
+        );
+    }
+}
+
+#[test]
+fn every_case_file_has_an_expectation() {
+    for path in files_under("tests/fixtures/cases") {
+        let relative = path
+            .strip_prefix(repo_root())
+            .expect("under repo")
+            .display()
+            .to_string();
+        assert!(
+            EXPECTED.iter().any(|(file, _)| *file == relative),
+            "{relative} has no expected outcome"
+        );
+    }
+}
+
+#[test]
+fn real_v1_payloads_parse_without_rejections() {
+    let files = files_under("tests/fixtures/egg-mode");
+    assert!(files.len() >= 10);
+    for path in files {
+        let (report, tweets, rejections) = ingest_file(&path);
+        check_conserved(&path, &report, &tweets, &rejections);
+        assert_eq!(report.rejected, 0, "{}: {rejections:?}", path.display());
+        let expected_records = if path.ends_with("tweet_array.json") {
+            20
+        } else {
+            1
+        };
+        assert_eq!(report.records_in, expected_records, "{}", path.display());
+        for tweet in &tweets {
+            assert!(!tweet.id.is_empty() && !tweet.text.is_empty());
+            assert!(
+                tweet.created_at.is_some(),
+                "{}: v1.1 statuses carry a date",
+                path.display()
+            );
+            assert!(
+                tweet.author_handle.is_some(),
+                "{}: v1.1 statuses carry their user",
+                path.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn real_v2_payloads_parse_without_rejections_and_resolve_authors() {
+    let files = files_under("tests/fixtures/twitter-v2");
+    assert!(files.len() >= 5);
+    for path in files {
+        let (report, tweets, rejections) = ingest_file(&path);
+        check_conserved(&path, &report, &tweets, &rejections);
+        assert_eq!(report.rejected, 0, "{}: {rejections:?}", path.display());
+        assert!(report.records_in >= 1);
+        let raw: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).expect("readable")).expect("JSON");
+        let included_users: Vec<&str> = raw["includes"]["users"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|user| user["id"].as_str())
+            .collect();
+        for tweet in &tweets {
+            let included = tweet
+                .author_id
+                .as_deref()
+                .is_some_and(|author| included_users.contains(&author));
+            assert_eq!(
+                tweet.author_handle.is_some(),
+                included,
+                "{}: the author of {} is resolved exactly when the response includes it",
+                path.display(),
+                tweet.id
+            );
+        }
+    }
+}
+
+#[test]
+fn example_files_add_up_to_the_documented_run() {
+    let mut total = Report::default();
+    for path in files_under("examples/raw") {
+        let (report, tweets, rejections) = ingest_file(&path);
+        check_conserved(&path, &report, &tweets, &rejections);
+        total.absorb(&report);
+    }
+    use FilterReason::*;
+    let expected_filtered: BTreeMap<FilterReason, u64> = [
+        (NotATweet, 2),
+        (Retweet, 2),
+        (Language, 2),
+        (AutoGenerated, 2),
+        (Empty, 1),
+        (TooShort, 1),
+        (DuplicateId, 1),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(
+        (
+            total.records_in,
+            total.kept,
+            &total.filtered,
+            total.rejected
+        ),
+        (39, 27, &expected_filtered, 1)
+    );
+}

@@ -1,0 +1,222 @@
+//! Malformed input never costs the good records beside it: each bad record is rejected alone,
+//! with a clear error, and the counts still add up.
+
+use std::io::Write;
+
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use tweets::{IngestOptions, Limits, Report};
+
+fn good(id: u32) -> String {
+    format!(
+        r#"{{"id_str": "{id}", "text": "Good record number {id} about a late delivery", "lang": "en"}}"#
+    )
+}
+
+struct Outcome {
+    report: Report,
+    kept_ids: Vec<String>,
+    errors: Vec<String>,
+    rejections: Vec<serde_json::Value>,
+}
+
+fn ingest_with(bytes: &[u8], options: &IngestOptions) -> Outcome {
+    let (mut clean, mut rejected) = (Vec::new(), Vec::new());
+    let report = tweets::ingest_stream(
+        "raw/malformed",
+        bytes,
+        Some(bytes.len() as u64),
+        options,
+        &mut clean,
+        &mut rejected,
+    )
+    .expect("malformed input is reported, not an error");
+    assert!(report.is_conserved(), "{report:?}");
+    let kept_ids = String::from_utf8(clean)
+        .expect("UTF-8")
+        .lines()
+        .map(|line| {
+            serde_json::from_str::<tweets::Tweet>(line)
+                .expect("tweet")
+                .id
+        })
+        .collect();
+    let rejections: Vec<serde_json::Value> = String::from_utf8(rejected)
+        .expect("UTF-8")
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("rejection JSON"))
+        .collect();
+    let errors = rejections
+        .iter()
+        .map(|rejection| rejection["error"].as_str().expect("error text").to_owned())
+        .collect();
+    Outcome {
+        report,
+        kept_ids,
+        errors,
+        rejections,
+    }
+}
+
+fn ingest(bytes: &[u8]) -> Outcome {
+    ingest_with(bytes, &IngestOptions::default())
+}
+
+/// `good(1)`, `bad`, `good(3)` as JSON Lines.
+fn sandwich(bad: &[u8]) -> Vec<u8> {
+    let mut bytes = good(1).into_bytes();
+    bytes.push(b'\n');
+    bytes.extend_from_slice(bad);
+    bytes.push(b'\n');
+    bytes.extend_from_slice(good(3).as_bytes());
+    bytes.push(b'\n');
+    bytes
+}
+
+fn assert_only_middle_rejected(outcome: &Outcome, error_part: &str) {
+    assert_eq!(outcome.kept_ids, vec!["1", "3"]);
+    assert_eq!(outcome.report.rejected, 1);
+    assert_eq!(outcome.report.records_in, 3);
+    assert!(
+        outcome.errors[0].contains(error_part),
+        "expected `{error_part}` in `{}`",
+        outcome.errors[0]
+    );
+    assert_eq!(outcome.rejections[0]["source"]["line"], 2);
+}
+
+#[test]
+fn truncated_json_is_rejected_alone() {
+    let outcome = ingest(&sandwich(br#"{"id_str": "2", "text": "cut off in the mid"#));
+    assert_only_middle_rejected(&outcome, "truncated");
+}
+
+#[test]
+fn wrong_types_are_rejected_alone_with_the_field_named() {
+    let outcome = ingest(&sandwich(br#"{"id_str": "2", "text": 42}"#));
+    assert_only_middle_rejected(&outcome, "field `text`: invalid type: integer `42`");
+}
+
+#[test]
+fn invalid_utf8_is_rejected_alone_and_its_bytes_are_kept_lossily() {
+    let outcome = ingest(&sandwich(b"{\"id_str\": \"2\", \"text\": \"caf\xe9\"}"));
+    assert_only_middle_rejected(&outcome, "invalid JSON");
+    let raw = outcome.rejections[0]["raw"].as_str().expect("raw kept");
+    assert!(raw.contains("caf\u{fffd}"), "{raw}");
+}
+
+#[test]
+fn ten_megabyte_line_is_rejected_alone_with_a_preview() {
+    let huge = format!(r#"{{"id_str": "2", "text": "{}"}}"#, "x".repeat(10_000_000));
+    let outcome = ingest(&sandwich(huge.as_bytes()));
+    assert_only_middle_rejected(&outcome, "larger than the 8388608-byte limit");
+    let rejection = &outcome.rejections[0];
+    assert_eq!(rejection["bytes"], huge.len());
+    assert_eq!(rejection["raw_truncated"], true);
+    assert!(
+        rejection["raw"]
+            .as_str()
+            .is_some_and(|raw| raw.starts_with(r#"{"id_str": "2""#))
+    );
+}
+
+#[test]
+fn deep_nesting_is_rejected_alone() {
+    let deep = format!(
+        r#"{{"id_str": "2", "text": "x", "entities": {}{}}}"#,
+        "[".repeat(5000),
+        "]".repeat(5000)
+    );
+    let outcome = ingest(&sandwich(deep.as_bytes()));
+    assert_only_middle_rejected(&outcome, "recursion limit exceeded");
+}
+
+#[test]
+fn gzip_bomb_is_rejected_after_the_records_before_it_are_kept() {
+    let mut encoder = GzEncoder::new(Vec::new(), Compression::best());
+    writeln!(encoder, "{}", good(1)).expect("gzip write");
+    let padding = vec![b' '; 1 << 20];
+    for _ in 0..200 {
+        encoder.write_all(&padding).expect("gzip write");
+    }
+    writeln!(encoder, "{}", good(3)).expect("gzip write");
+    let bomb = encoder.finish().expect("gzip");
+    assert!(
+        bomb.len() < 1 << 20,
+        "200 MB compresses to {} bytes",
+        bomb.len()
+    );
+
+    let outcome = ingest(&bomb);
+    assert_eq!(outcome.kept_ids, vec!["1"]);
+    assert_eq!(outcome.report.rejected, 1);
+    assert!(
+        outcome.errors[0].contains("gzip bomb"),
+        "{}",
+        outcome.errors[0]
+    );
+    assert!(outcome.errors[0].contains("rest of the object was not read"));
+    assert!(outcome.rejections[0]["raw"].is_null());
+}
+
+#[test]
+fn corrupt_gzip_keeps_what_decoded_and_rejects_the_rest() {
+    let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
+    for id in 0..2000 {
+        writeln!(encoder, "{}", good(id)).expect("gzip write");
+    }
+    let complete = encoder.finish().expect("gzip");
+    let cut = &complete[..complete.len() * 3 / 4];
+    let outcome = ingest(cut);
+    assert!(outcome.report.kept > 0 && outcome.report.kept < 2000);
+    assert_eq!(outcome.report.rejected, 1, "{:?}", outcome.errors);
+    assert!(
+        outcome
+            .errors
+            .iter()
+            .any(|error| error.contains("cannot be decoded") || error.contains("truncated")),
+        "{:?}",
+        outcome.errors
+    );
+}
+
+#[test]
+fn object_over_the_size_limit_is_one_clear_rejection() {
+    let options = IngestOptions {
+        limits: Limits {
+            max_object_bytes: 100,
+            ..Limits::default()
+        },
+        ..IngestOptions::default()
+    };
+    let outcome = ingest_with(&sandwich(b"{}"), &options);
+    assert_eq!(outcome.report.records_in, 1);
+    assert_eq!(outcome.report.rejected, 1);
+    assert!(
+        outcome.errors[0].contains("max_object_bytes"),
+        "{}",
+        outcome.errors[0]
+    );
+}
+
+#[test]
+fn empty_and_whitespace_objects_hold_no_records() {
+    for bytes in [&b""[..], b"\n\r\n  \n", b"\xEF\xBB\xBF"] {
+        let outcome = ingest(bytes);
+        assert_eq!(outcome.report.records_in, 0);
+        assert!(outcome.kept_ids.is_empty() && outcome.errors.is_empty());
+    }
+}
+
+#[test]
+fn a_file_of_plain_text_is_rejected_line_by_line() {
+    let outcome = ingest(b"this is not json\nnor is this\n");
+    assert_eq!(outcome.report.records_in, 2);
+    assert_eq!(outcome.report.rejected, 2);
+    assert!(
+        outcome
+            .errors
+            .iter()
+            .all(|error| error.contains("invalid JSON"))
+    );
+}
