@@ -51,12 +51,23 @@ fn run_with_defaults_ingests_the_bundled_examples_into_the_bucket_layout() {
             .sum();
         let records_in = manifest["records_in"].as_u64().expect("records_in");
         let manifest_kept = manifest["kept"].as_u64().expect("kept");
-        assert_eq!(records_in, manifest_kept + filtered + manifest["rejected"].as_u64().expect("rejected"));
+        assert_eq!(
+            records_in,
+            manifest_kept + filtered + manifest["rejected"].as_u64().expect("rejected")
+        );
         kept += manifest_kept;
     }
     assert_eq!(kept, 27);
-    assert!(out.path().join("clean/v1.1 search airlines.json.jsonl").is_file());
-    assert!(out.path().join("rejected/firehose-2024-05-03-10-00-00-abc.jsonl").is_file());
+    assert!(
+        out.path()
+            .join("clean/v1.1 search airlines.json.jsonl")
+            .is_file()
+    );
+    assert!(
+        out.path()
+            .join("rejected/firehose-2024-05-03-10-00-00-abc.jsonl")
+            .is_file()
+    );
 }
 
 #[test]
@@ -83,12 +94,17 @@ fn ingest_writes_flat_outputs_for_one_file() {
 #[test]
 fn ingest_reads_standard_input() {
     let out = tempfile::tempdir().expect("temp dir");
-    let mut child = tweetclf(&["ingest", "-", "--out", out.path().to_str().expect("UTF-8 path")])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawns");
+    let mut child = tweetclf(&[
+        "ingest",
+        "-",
+        "--out",
+        out.path().to_str().expect("UTF-8 path"),
+    ])
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("spawns");
     child
         .stdin
         .take()
@@ -96,7 +112,11 @@ fn ingest_reads_standard_input() {
         .write_all(br#"{"id_str": "1", "text": "Piped in from another program"}"#)
         .expect("write");
     let output = child.wait_with_output().expect("finishes");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let clean = std::fs::read_to_string(out.path().join("clean.jsonl")).expect("clean");
     assert!(clean.contains("\"key\":\"-\""), "{clean}");
 }
@@ -124,7 +144,12 @@ fn bad_setting_fails_before_any_work_and_names_the_variable() {
     );
     assert!(!output.status.success());
     assert!(stderr.contains("FILTER_RETWEETS"), "{stderr}");
-    assert!(std::fs::read_dir(out.path()).expect("listable").next().is_none());
+    assert!(
+        std::fs::read_dir(out.path())
+            .expect("listable")
+            .next()
+            .is_none()
+    );
 }
 
 #[test]
