@@ -1,0 +1,433 @@
+//! The classifier: a BERT encoder (candle-transformers' `BertModel`, unchanged), pooling, a
+//! small head, and the batching that makes CPU inference cheap — texts are sorted by token
+//! length, cut into batches under a token budget, padded only to the longest in the batch,
+//! and their predictions are returned in input order.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use candle_core::{D, DType, Device, Tensor};
+use candle_nn::{Linear, Module, VarBuilder, linear};
+use candle_transformers::models::bert::{BertModel, Config as BertConfig};
+use serde::Serialize;
+use tokenizers::{Encoding, Tokenizer, TruncationParams};
+use tweets::CleanConfig;
+
+use crate::labels::{HeadSpec, LabelsFile, PoolingKind, ProblemType};
+use crate::model_dir::{
+    CONFIG_FILE, LABELS_FILE, LoadError, ModelFiles, TOKENIZER_FILE, WEIGHTS_FILE,
+};
+
+/// Tuning that does not change results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InferenceOptions {
+    /// Most texts in one forward pass.
+    pub max_batch: usize,
+    /// Most padded tokens (texts × longest) in one forward pass: bounds memory and keeps
+    /// matrix sizes cache-friendly.
+    pub token_budget: usize,
+    /// Worker threads for the matrix kernels; `None` uses every core.
+    pub threads: Option<usize>,
+}
+
+impl Default for InferenceOptions {
+    fn default() -> Self {
+        Self {
+            max_batch: 64,
+            token_budget: 4096,
+            threads: None,
+        }
+    }
+}
+
+/// One text's result.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Prediction {
+    /// The decided label. Single-label: always set. Multi-label: the most probable of the
+    /// predicted labels, `None` when no label reaches its threshold.
+    pub label: Option<String>,
+    /// Probability of `label` (of the most probable label when `label` is `None`).
+    pub score: f32,
+    /// Every decided label (single-label: just `label`).
+    pub labels: Vec<String>,
+    /// Probability of every label.
+    pub scores: BTreeMap<String, f32>,
+}
+
+/// Where the time of a `predict` call went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct InferenceTiming {
+    pub tokenize: Duration,
+    pub infer: Duration,
+    pub batches: usize,
+    /// Tokens computed, padding included.
+    pub padded_tokens: usize,
+}
+
+/// A per-request failure; start-up failures are [`LoadError`]s.
+#[derive(Debug, thiserror::Error)]
+pub enum PredictError {
+    #[error("tokenizing failed: {0}")]
+    Tokenize(String),
+    #[error("model computation failed")]
+    Compute(#[from] candle_core::Error),
+}
+
+/// A loaded model, ready to classify. Build once per process; `predict` takes `&self`.
+pub struct Classifier {
+    encoder: BertModel,
+    head: Head,
+    tokenizer: Tokenizer,
+    labels: LabelsFile,
+    cleaning: CleanConfig,
+    pad_id: u32,
+    device: Device,
+    options: InferenceOptions,
+    pool: Option<rayon::ThreadPool>,
+}
+
+impl std::fmt::Debug for Classifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Classifier")
+            .field("name", &self.labels.name)
+            .field("version", &self.labels.version)
+            .field("labels", &self.labels.labels)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Classifier {
+    /// Loads a model directory, memory-mapping its weights.
+    pub fn load(dir: &Path, options: InferenceOptions) -> Result<Self, LoadError> {
+        let started = Instant::now();
+        let files = ModelFiles::read_metadata(dir)?;
+        let weights = dir.join(WEIGHTS_FILE);
+        if !weights.is_file() {
+            return Err(LoadError::missing(dir, WEIGHTS_FILE));
+        }
+        // SAFETY: the weights file is mapped read-only for the life of the process; model
+        // directories (a Lambda bundle, a checkout) are not modified while a model is loaded.
+        #[allow(unsafe_code)]
+        let vb =
+            unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &Device::Cpu) }
+                .map_err(|error| LoadError::weights(&error))?;
+        let classifier = Self::build(files, vb, options)?;
+        tracing::info!(
+            model = %classifier.labels.name,
+            version = %classifier.labels.version,
+            load_ms = started.elapsed().as_millis() as u64,
+            "model loaded"
+        );
+        Ok(classifier)
+    }
+
+    /// Loads a model from bytes already in memory (tests, or weights fetched by the caller).
+    pub fn from_bytes(
+        files: ModelFiles,
+        weights: Vec<u8>,
+        options: InferenceOptions,
+    ) -> Result<Self, LoadError> {
+        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu)
+            .map_err(|error| LoadError::weights(&error))?;
+        Self::build(files, vb, options)
+    }
+
+    fn build(
+        files: ModelFiles,
+        vb: VarBuilder<'_>,
+        options: InferenceOptions,
+    ) -> Result<Self, LoadError> {
+        let config: BertConfig = serde_json::from_slice(&files.config)
+            .map_err(|error| LoadError::invalid(CONFIG_FILE, error.to_string()))?;
+        let labels: LabelsFile = serde_json::from_slice(&files.labels)
+            .map_err(|error| LoadError::invalid(LABELS_FILE, error.to_string()))?;
+        labels
+            .validate(config.max_position_embeddings)
+            .map_err(|error| LoadError::invalid(LABELS_FILE, error.to_string()))?;
+        let mut tokenizer = Tokenizer::from_bytes(&files.tokenizer)
+            .map_err(|error| LoadError::invalid(TOKENIZER_FILE, error.to_string()))?;
+        // The shipped tokenizer pads every text to 128 tokens; padding to the longest text in
+        // each batch is done here instead, which costs several times less on tweets.
+        tokenizer.with_padding(None);
+        tokenizer
+            .with_truncation(Some(TruncationParams {
+                max_length: labels.preprocessing.max_tokens,
+                ..TruncationParams::default()
+            }))
+            .map_err(|error| LoadError::invalid(TOKENIZER_FILE, error.to_string()))?;
+
+        let encoder =
+            BertModel::load(vb.clone(), &config).map_err(|error| LoadError::weights(&error))?;
+        let head = Head::load(
+            vb.pp("classifier"),
+            &labels.head,
+            config.hidden_size,
+            labels.labels.len(),
+        )
+        .map_err(|error| LoadError::weights(&error))?;
+        let pool = options
+            .threads
+            .map(|threads| rayon::ThreadPoolBuilder::new().num_threads(threads).build())
+            .transpose()
+            .map_err(|error| LoadError::Threads(error.to_string()))?;
+        let cleaning = CleanConfig {
+            emoji: labels.preprocessing.emoji,
+        };
+        Ok(Self {
+            encoder,
+            head,
+            tokenizer,
+            cleaning,
+            pad_id: config.pad_token_id as u32,
+            labels,
+            device: Device::Cpu,
+            options,
+            pool,
+        })
+    }
+
+    pub fn labels(&self) -> &LabelsFile {
+        &self.labels
+    }
+
+    /// Classifies texts as written by people (the model's own cleaning is applied here, exactly
+    /// as in training). Results come back in input order.
+    pub fn predict(
+        &self,
+        texts: &[&str],
+    ) -> Result<(Vec<Prediction>, InferenceTiming), PredictError> {
+        let (logits, timing) = self.logits(texts)?;
+        let predictions = logits.iter().map(|row| self.decide(row)).collect();
+        Ok((predictions, timing))
+    }
+
+    /// Raw head outputs per text, in input order (for evaluation and parity checks).
+    pub fn logits(&self, texts: &[&str]) -> Result<(Vec<Vec<f32>>, InferenceTiming), PredictError> {
+        self.run_batches(texts, |pooled| self.head.forward(pooled))
+    }
+
+    /// Pooled text vectors, in input order (what the head sees; for head-only training).
+    pub fn embeddings(
+        &self,
+        texts: &[&str],
+    ) -> Result<(Vec<Vec<f32>>, InferenceTiming), PredictError> {
+        self.run_batches(texts, |pooled| Ok(pooled.clone()))
+    }
+
+    fn run_batches(
+        &self,
+        texts: &[&str],
+        output: impl Fn(&Tensor) -> candle_core::Result<Tensor> + Sync,
+    ) -> Result<(Vec<Vec<f32>>, InferenceTiming), PredictError> {
+        let work = || {
+            let mut timing = InferenceTiming::default();
+            let started = Instant::now();
+            let cleaned: Vec<String> = texts
+                .iter()
+                .map(|text| tweets::clean_text(text, &self.cleaning))
+                .collect();
+            let encodings = self
+                .tokenizer
+                .encode_batch(cleaned, true)
+                .map_err(|error| PredictError::Tokenize(error.to_string()))?;
+            timing.tokenize = started.elapsed();
+
+            let started = Instant::now();
+            let mut rows: Vec<Vec<f32>> = vec![Vec::new(); texts.len()];
+            for batch in plan_batches(
+                &encodings,
+                self.options.max_batch,
+                self.options.token_budget,
+            ) {
+                let longest = batch
+                    .iter()
+                    .map(|index| encodings[*index].len())
+                    .max()
+                    .unwrap_or(0);
+                timing.batches += 1;
+                timing.padded_tokens += longest * batch.len();
+                let pooled = self.encode(&batch, &encodings, longest)?;
+                let values = output(&pooled)?.to_vec2::<f32>()?;
+                for (index, row) in batch.iter().zip(values) {
+                    rows[*index] = row;
+                }
+            }
+            timing.infer = started.elapsed();
+            Ok((rows, timing))
+        };
+        match &self.pool {
+            Some(pool) => pool.install(work),
+            None => work(),
+        }
+    }
+
+    /// Encoder forward pass and pooling for one batch padded to `longest`.
+    fn encode(
+        &self,
+        batch: &[usize],
+        encodings: &[Encoding],
+        longest: usize,
+    ) -> candle_core::Result<Tensor> {
+        let mut ids = Vec::with_capacity(batch.len() * longest);
+        let mut mask = Vec::with_capacity(batch.len() * longest);
+        for index in batch {
+            let encoding = &encodings[*index];
+            let padding = longest - encoding.len();
+            ids.extend_from_slice(encoding.get_ids());
+            ids.extend(std::iter::repeat_n(self.pad_id, padding));
+            mask.extend(std::iter::repeat_n(1u32, encoding.len()));
+            mask.extend(std::iter::repeat_n(0u32, padding));
+        }
+        let shape = (batch.len(), longest);
+        let input_ids = Tensor::from_vec(ids, shape, &self.device)?;
+        let attention_mask = Tensor::from_vec(mask, shape, &self.device)?;
+        let token_type_ids = input_ids.zeros_like()?;
+        let hidden = self
+            .encoder
+            .forward(&input_ids, &token_type_ids, Some(&attention_mask))?;
+        pool(
+            &hidden,
+            &attention_mask,
+            self.labels.pooling.kind,
+            self.labels.pooling.normalize,
+        )
+    }
+
+    fn decide(&self, logits: &[f32]) -> Prediction {
+        let labels = &self.labels;
+        let probabilities = match labels.problem_type {
+            ProblemType::SingleLabel => softmax(logits),
+            ProblemType::MultiLabel => logits.iter().map(|logit| sigmoid(*logit)).collect(),
+        };
+        let most_probable = argmax(&probabilities);
+        let passing: Vec<usize> = (0..probabilities.len())
+            .filter(|index| probabilities[*index] >= labels.threshold(*index))
+            .collect();
+        let decided: Vec<usize> = match labels.problem_type {
+            ProblemType::SingleLabel => {
+                let best_passing = passing
+                    .iter()
+                    .copied()
+                    .max_by(|a, b| probabilities[*a].total_cmp(&probabilities[*b]));
+                vec![best_passing.unwrap_or(most_probable)]
+            }
+            ProblemType::MultiLabel => {
+                let mut decided = passing;
+                decided.sort_by(|a, b| probabilities[*b].total_cmp(&probabilities[*a]));
+                decided
+            }
+        };
+        let top = decided.first().copied();
+        Prediction {
+            label: top.map(|index| labels.labels[index].clone()),
+            score: probabilities[top.unwrap_or(most_probable)],
+            labels: decided
+                .iter()
+                .map(|index| labels.labels[*index].clone())
+                .collect(),
+            scores: labels.labels.iter().cloned().zip(probabilities).collect(),
+        }
+    }
+}
+
+/// Groups text indexes into batches: shortest first, each batch under the token budget once
+/// padded to its longest text, and never more than `max_batch` texts.
+pub(crate) fn plan_batches(
+    encodings: &[Encoding],
+    max_batch: usize,
+    token_budget: usize,
+) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..encodings.len()).collect();
+    order.sort_by_key(|index| encodings[*index].len());
+    let mut batches: Vec<Vec<usize>> = Vec::new();
+    let mut current: Vec<usize> = Vec::new();
+    for index in order {
+        let longest = encodings[index].len();
+        let would_hold = (current.len() + 1) * longest;
+        if !current.is_empty() && (current.len() == max_batch.max(1) || would_hold > token_budget) {
+            batches.push(std::mem::take(&mut current));
+        }
+        current.push(index);
+    }
+    if !current.is_empty() {
+        batches.push(current);
+    }
+    batches
+}
+
+/// Pools `(batch, tokens, hidden)` into `(batch, hidden)`.
+fn pool(
+    hidden: &Tensor,
+    mask: &Tensor,
+    kind: PoolingKind,
+    normalize: bool,
+) -> candle_core::Result<Tensor> {
+    let pooled = match kind {
+        // sentence-transformers `Pooling(pooling_mode_mean_tokens=True)`: padding excluded.
+        PoolingKind::Mean => {
+            let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
+            let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
+            let counts = mask.sum(1)?.clamp(1e-9, f64::MAX)?;
+            summed.broadcast_div(&counts)?
+        }
+        PoolingKind::Cls => hidden.narrow(1, 0, 1)?.squeeze(1)?,
+    };
+    if !normalize {
+        return Ok(pooled);
+    }
+    // sentence-transformers `Normalize`: x / max(‖x‖₂, 1e-12).
+    let norms = pooled
+        .sqr()?
+        .sum_keepdim(D::Minus1)?
+        .sqrt()?
+        .clamp(1e-12, f64::MAX)?;
+    pooled.broadcast_div(&norms)
+}
+
+/// `classifier.hidden` (optional, then GELU) and `classifier.output`.
+struct Head {
+    hidden: Option<Linear>,
+    output: Linear,
+}
+
+impl Head {
+    fn load(
+        vb: VarBuilder<'_>,
+        spec: &HeadSpec,
+        input: usize,
+        labels: usize,
+    ) -> candle_core::Result<Self> {
+        let hidden = spec
+            .hidden_size
+            .map(|size| linear(input, size, vb.pp("hidden")))
+            .transpose()?;
+        let output = linear(spec.hidden_size.unwrap_or(input), labels, vb.pp("output"))?;
+        Ok(Self { hidden, output })
+    }
+
+    fn forward(&self, pooled: &Tensor) -> candle_core::Result<Tensor> {
+        match &self.hidden {
+            Some(hidden) => self.output.forward(&hidden.forward(pooled)?.gelu_erf()?),
+            None => self.output.forward(pooled),
+        }
+    }
+}
+
+fn softmax(logits: &[f32]) -> Vec<f32> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exps: Vec<f32> = logits.iter().map(|logit| (logit - max).exp()).collect();
+    let sum: f32 = exps.iter().sum();
+    exps.into_iter().map(|value| value / sum).collect()
+}
+
+fn sigmoid(logit: f32) -> f32 {
+    1.0 / (1.0 + (-logit).exp())
+}
+
+fn argmax(values: &[f32]) -> usize {
+    (0..values.len())
+        .max_by(|a, b| values[*a].total_cmp(&values[*b]))
+        .unwrap_or(0)
+}

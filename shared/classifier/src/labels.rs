@@ -1,0 +1,299 @@
+//! `labels.json`: everything about a model directory that is not BERT weights — the labels,
+//! how scores become decisions, how text is prepared, and where the model came from.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use tweets::EmojiMode;
+
+/// The `labels.json` format version this build reads and writes.
+pub const LABELS_FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabelsFile {
+    pub format_version: u32,
+    /// A short name for the model, carried into every prediction.
+    pub name: String,
+    /// Increases whenever the weights change.
+    pub version: String,
+    /// Label names, in the order of the head's outputs.
+    pub labels: Vec<String>,
+    pub problem_type: ProblemType,
+    /// Per-label decision thresholds on the label's probability (see [`ProblemType`]); a label
+    /// missing here uses the problem type's default.
+    #[serde(default)]
+    pub thresholds: BTreeMap<String, f32>,
+    pub pooling: Pooling,
+    pub head: HeadSpec,
+    pub preprocessing: Preprocessing,
+    /// Where the weights came from: base model, data, command, time.
+    #[serde(default)]
+    pub provenance: serde_json::Value,
+    /// Held-out metrics recorded by training or evaluation.
+    #[serde(default)]
+    pub metrics: serde_json::Value,
+}
+
+/// How head outputs become probabilities and decisions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProblemType {
+    /// Softmax over the labels; the prediction is the most probable label among those whose
+    /// probability reaches their threshold (default 0), else the most probable label.
+    SingleLabel,
+    /// An independent sigmoid per label; every label at or above its threshold (default 0.5)
+    /// is predicted.
+    MultiLabel,
+}
+
+impl ProblemType {
+    pub fn default_threshold(self) -> f32 {
+        match self {
+            Self::SingleLabel => 0.0,
+            Self::MultiLabel => 0.5,
+        }
+    }
+}
+
+/// How token vectors become one text vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pooling {
+    pub kind: PoolingKind,
+    /// L2-normalize the pooled vector (as sentence-transformers' all-MiniLM-L6-v2 does).
+    pub normalize: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PoolingKind {
+    /// Mean of the token vectors under the attention mask.
+    Mean,
+    /// The `[CLS]` token's vector.
+    Cls,
+}
+
+/// The classification head stored under `classifier.*` in `model.safetensors`:
+/// `classifier.hidden` (when `hidden_size` is set, followed by GELU) then `classifier.output`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeadSpec {
+    pub hidden_size: Option<usize>,
+}
+
+/// The text preparation the model was trained with; inference repeats it exactly.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Preprocessing {
+    /// `tweets::CLEANING_VERSION` at training time.
+    pub cleaning_version: String,
+    /// How emoji reached the model: the bundled vocabulary maps raw emoji to `[UNK]`, so
+    /// `describe` keeps their sentiment as words.
+    pub emoji: EmojiMode,
+    /// Token sequences are truncated to this length (including `[CLS]` and `[SEP]`).
+    pub max_tokens: usize,
+}
+
+/// A `labels.json` that cannot be used, naming the field at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("field `{field}`: {message}")]
+pub struct LabelsError {
+    pub field: String,
+    pub message: String,
+}
+
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> LabelsError {
+    LabelsError {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+impl LabelsFile {
+    /// Checks what serde cannot: consistent labels, thresholds and preprocessing.
+    pub fn validate(&self, max_position_embeddings: usize) -> Result<(), LabelsError> {
+        if self.format_version != LABELS_FORMAT_VERSION {
+            return Err(invalid(
+                "format_version",
+                format!(
+                    "is {}, this build reads version {LABELS_FORMAT_VERSION}",
+                    self.format_version
+                ),
+            ));
+        }
+        if self.name.trim().is_empty() {
+            return Err(invalid("name", "must not be empty"));
+        }
+        let minimum = match self.problem_type {
+            ProblemType::SingleLabel => 2,
+            ProblemType::MultiLabel => 1,
+        };
+        if self.labels.len() < minimum {
+            return Err(invalid(
+                "labels",
+                format!(
+                    "needs at least {minimum} labels for {:?}",
+                    self.problem_type
+                ),
+            ));
+        }
+        for (index, label) in self.labels.iter().enumerate() {
+            if label.trim().is_empty() {
+                return Err(invalid(format!("labels[{index}]"), "must not be empty"));
+            }
+            if self.labels[..index].contains(label) {
+                return Err(invalid(
+                    format!("labels[{index}]"),
+                    format!("`{label}` appears twice"),
+                ));
+            }
+        }
+        for (label, threshold) in &self.thresholds {
+            if !self.labels.contains(label) {
+                return Err(invalid(
+                    format!("thresholds.{label}"),
+                    "names a label that is not in `labels`",
+                ));
+            }
+            if !(0.0..=1.0).contains(threshold) {
+                return Err(invalid(
+                    format!("thresholds.{label}"),
+                    format!("{threshold} is not a probability between 0 and 1"),
+                ));
+            }
+        }
+        if self.preprocessing.cleaning_version != tweets::CLEANING_VERSION {
+            return Err(invalid(
+                "preprocessing.cleaning_version",
+                format!(
+                    "the model was trained on text cleaned by `{}`, but this build cleans with \
+                     `{}`: retrain the model or use a matching build",
+                    self.preprocessing.cleaning_version,
+                    tweets::CLEANING_VERSION
+                ),
+            ));
+        }
+        let max_tokens = self.preprocessing.max_tokens;
+        if !(3..=max_position_embeddings).contains(&max_tokens) {
+            return Err(invalid(
+                "preprocessing.max_tokens",
+                format!(
+                    "{max_tokens} must be between 3 and {max_position_embeddings} (config.json max_position_embeddings)"
+                ),
+            ));
+        }
+        if self.head.hidden_size == Some(0) {
+            return Err(invalid("head.hidden_size", "must be positive when set"));
+        }
+        Ok(())
+    }
+
+    /// The threshold in force for label `index`.
+    pub fn threshold(&self, index: usize) -> f32 {
+        self.labels
+            .get(index)
+            .and_then(|label| self.thresholds.get(label))
+            .copied()
+            .unwrap_or_else(|| self.problem_type.default_threshold())
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) fn sample() -> LabelsFile {
+        LabelsFile {
+            format_version: LABELS_FORMAT_VERSION,
+            name: "sentiment".to_owned(),
+            version: "1".to_owned(),
+            labels: vec![
+                "negative".to_owned(),
+                "neutral".to_owned(),
+                "positive".to_owned(),
+            ],
+            problem_type: ProblemType::SingleLabel,
+            thresholds: BTreeMap::new(),
+            pooling: Pooling {
+                kind: PoolingKind::Mean,
+                normalize: true,
+            },
+            head: HeadSpec { hidden_size: None },
+            preprocessing: Preprocessing {
+                cleaning_version: tweets::CLEANING_VERSION.to_owned(),
+                emoji: EmojiMode::Describe,
+                max_tokens: 128,
+            },
+            provenance: serde_json::Value::Null,
+            metrics: serde_json::Value::Null,
+        }
+    }
+
+    fn field_of(labels: &LabelsFile) -> String {
+        labels.validate(512).expect_err("invalid").field
+    }
+
+    #[test]
+    fn sample_is_valid_and_round_trips() {
+        let labels = sample();
+        assert_eq!(labels.validate(512), Ok(()));
+        let json = serde_json::to_string(&labels).expect("serializes");
+        assert_eq!(
+            serde_json::from_str::<LabelsFile>(&json).expect("parses"),
+            labels
+        );
+    }
+
+    #[test]
+    fn each_inconsistency_names_its_field() {
+        let mut labels = sample();
+        labels.labels[2] = "negative".to_owned();
+        assert_eq!(field_of(&labels), "labels[2]");
+
+        let mut labels = sample();
+        labels.thresholds.insert("angry".to_owned(), 0.5);
+        assert_eq!(field_of(&labels), "thresholds.angry");
+
+        let mut labels = sample();
+        labels.thresholds.insert("positive".to_owned(), 1.5);
+        assert_eq!(field_of(&labels), "thresholds.positive");
+
+        let mut labels = sample();
+        labels.preprocessing.cleaning_version = "clean-v0".to_owned();
+        assert_eq!(field_of(&labels), "preprocessing.cleaning_version");
+
+        let mut labels = sample();
+        labels.preprocessing.max_tokens = 1000;
+        assert_eq!(field_of(&labels), "preprocessing.max_tokens");
+
+        let mut labels = sample();
+        labels.labels.truncate(1);
+        assert_eq!(field_of(&labels), "labels");
+
+        let mut labels = sample();
+        labels.format_version = 9;
+        assert_eq!(field_of(&labels), "format_version");
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let mut json = serde_json::to_value(sample()).expect("serializes");
+        json["problem"] = serde_json::json!("typo");
+        let error = serde_json::from_value::<LabelsFile>(json).expect_err("unknown field");
+        assert!(
+            error.to_string().contains("unknown field `problem`"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn thresholds_default_by_problem_type() {
+        let mut labels = sample();
+        labels.thresholds.insert("positive".to_owned(), 0.7);
+        assert_eq!(labels.threshold(2), 0.7);
+        assert_eq!(labels.threshold(0), 0.0);
+        labels.problem_type = ProblemType::MultiLabel;
+        assert_eq!(labels.threshold(0), 0.5);
+    }
+}

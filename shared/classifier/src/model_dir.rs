@@ -1,0 +1,85 @@
+//! The model directory: the unit bundled into a Lambda zip, loaded by the CLI and written by
+//! training. Four files, each checked on load with errors that name the file and field.
+//!
+//! - `config.json` — Hugging Face BERT config;
+//! - `model.safetensors` — encoder weights (no `bert.` prefix) and the head under
+//!   `classifier.*`, f16 or f32 on disk, computed in f32;
+//! - `tokenizer.json` — Hugging Face tokenizer;
+//! - `labels.json` — see [`crate::labels::LabelsFile`].
+
+use std::path::{Path, PathBuf};
+
+pub const CONFIG_FILE: &str = "config.json";
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+pub const TOKENIZER_FILE: &str = "tokenizer.json";
+pub const LABELS_FILE: &str = "labels.json";
+
+/// A start-up failure: the model cannot be used at all.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("model directory {dir}: {file} is missing")]
+    Missing { dir: PathBuf, file: &'static str },
+    #[error("{path}: cannot be read")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file}: {message}")]
+    Invalid { file: &'static str, message: String },
+    #[error("building the inference thread pool: {0}")]
+    Threads(String),
+}
+
+impl LoadError {
+    pub(crate) fn missing(dir: &Path, file: &'static str) -> Self {
+        Self::Missing {
+            dir: dir.to_path_buf(),
+            file,
+        }
+    }
+
+    pub(crate) fn invalid(file: &'static str, message: impl Into<String>) -> Self {
+        Self::Invalid {
+            file,
+            message: message.into(),
+        }
+    }
+
+    /// Weight problems (a missing head tensor, a wrong shape) as Candle reports them.
+    pub(crate) fn weights(error: &candle_core::Error) -> Self {
+        Self::invalid(WEIGHTS_FILE, error.to_string())
+    }
+}
+
+/// The small files of a model directory, read into memory.
+#[derive(Debug, Clone)]
+pub struct ModelFiles {
+    pub config: Vec<u8>,
+    pub tokenizer: Vec<u8>,
+    pub labels: Vec<u8>,
+}
+
+impl ModelFiles {
+    /// Reads `config.json`, `tokenizer.json` and `labels.json` from `dir`.
+    pub fn read_metadata(dir: &Path) -> Result<Self, LoadError> {
+        if !dir.is_dir() {
+            return Err(LoadError::Read {
+                path: dir.to_path_buf(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "not a directory"),
+            });
+        }
+        let read = |file: &'static str| {
+            let path = dir.join(file);
+            if !path.is_file() {
+                return Err(LoadError::missing(dir, file));
+            }
+            std::fs::read(&path).map_err(|source| LoadError::Read { path, source })
+        };
+        Ok(Self {
+            config: read(CONFIG_FILE)?,
+            tokenizer: read(TOKENIZER_FILE)?,
+            labels: read(LABELS_FILE)?,
+        })
+    }
+}
