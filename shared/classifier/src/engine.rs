@@ -14,7 +14,7 @@ use serde::Serialize;
 use tokenizers::{Encoding, Tokenizer, TruncationParams};
 use tweets::CleanConfig;
 
-use crate::labels::{HeadSpec, LabelsFile, PoolingKind, ProblemType};
+use crate::labels::{HeadSpec, LabelsFile, Pooling, PoolingKind, Preprocessing, ProblemType};
 use crate::model_dir::{
     CONFIG_FILE, LABELS_FILE, LoadError, ModelFiles, TOKENIZER_FILE, WEIGHTS_FILE,
 };
@@ -74,148 +74,128 @@ pub enum PredictError {
     Compute(#[from] candle_core::Error),
 }
 
-/// A loaded model, ready to classify. Build once per process; `predict` takes `&self`.
-pub struct Classifier {
-    encoder: BertModel,
-    head: Head,
+/// A BERT encoder with its tokenizer, cleaning and pooling: texts in, one vector per text out.
+/// A bare base model (no head, no `labels.json`) loads as this, for training.
+pub struct TextEncoder {
+    bert: BertModel,
     tokenizer: Tokenizer,
-    labels: LabelsFile,
     cleaning: CleanConfig,
+    pooling: Pooling,
+    hidden_size: usize,
     pad_id: u32,
     device: Device,
     options: InferenceOptions,
     pool: Option<rayon::ThreadPool>,
 }
 
-impl std::fmt::Debug for Classifier {
+impl std::fmt::Debug for TextEncoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Classifier")
-            .field("name", &self.labels.name)
-            .field("version", &self.labels.version)
-            .field("labels", &self.labels.labels)
+        f.debug_struct("TextEncoder")
+            .field("pooling", &self.pooling)
+            .field("hidden_size", &self.hidden_size)
             .field("options", &self.options)
             .finish_non_exhaustive()
     }
 }
 
-impl Classifier {
-    /// Loads a model directory, memory-mapping its weights.
-    pub fn load(dir: &Path, options: InferenceOptions) -> Result<Self, LoadError> {
-        let started = Instant::now();
-        let files = ModelFiles::read_metadata(dir)?;
-        let weights = dir.join(WEIGHTS_FILE);
-        if !weights.is_file() {
-            return Err(LoadError::missing(dir, WEIGHTS_FILE));
-        }
-        // SAFETY: the weights file is mapped read-only for the life of the process; model
-        // directories (a Lambda bundle, a checkout) are not modified while a model is loaded.
-        #[allow(unsafe_code)]
-        let vb =
-            unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &Device::Cpu) }
-                .map_err(|error| LoadError::weights(&error))?;
-        let classifier = Self::build(files, vb, options)?;
-        tracing::info!(
-            model = %classifier.labels.name,
-            version = %classifier.labels.version,
-            load_ms = started.elapsed().as_millis() as u64,
-            "model loaded"
-        );
-        Ok(classifier)
+/// Maps `dir/model.safetensors` read-only.
+fn map_weights(dir: &Path) -> Result<VarBuilder<'static>, LoadError> {
+    let weights = dir.join(WEIGHTS_FILE);
+    if !weights.is_file() {
+        return Err(LoadError::missing(dir, WEIGHTS_FILE));
     }
+    // SAFETY: the weights file is mapped read-only for the life of the process; model
+    // directories (a Lambda bundle, a checkout) are not modified while a model is loaded.
+    #[allow(unsafe_code)]
+    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &Device::Cpu) };
+    vb.map_err(|error| LoadError::weights(&error))
+}
 
-    /// Loads a model from bytes already in memory (tests, or weights fetched by the caller).
-    pub fn from_bytes(
-        files: ModelFiles,
-        weights: Vec<u8>,
+impl TextEncoder {
+    /// Loads the encoder of a model directory — `labels.json` is not needed — with the text
+    /// preparation and pooling given here.
+    pub fn load_base(
+        dir: &Path,
+        preprocessing: &Preprocessing,
+        pooling: Pooling,
         options: InferenceOptions,
     ) -> Result<Self, LoadError> {
-        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu)
-            .map_err(|error| LoadError::weights(&error))?;
-        Self::build(files, vb, options)
+        let files = ModelFiles::read_encoder_metadata(dir)?;
+        let vb = map_weights(dir)?;
+        Self::build(
+            &files.config,
+            &files.tokenizer,
+            preprocessing,
+            pooling,
+            vb,
+            options,
+        )
     }
 
     fn build(
-        files: ModelFiles,
+        config: &[u8],
+        tokenizer: &[u8],
+        preprocessing: &Preprocessing,
+        pooling: Pooling,
         vb: VarBuilder<'_>,
         options: InferenceOptions,
     ) -> Result<Self, LoadError> {
-        let config: BertConfig = serde_json::from_slice(&files.config)
+        let config: BertConfig = serde_json::from_slice(config)
             .map_err(|error| LoadError::invalid(CONFIG_FILE, error.to_string()))?;
-        let labels: LabelsFile = serde_json::from_slice(&files.labels)
-            .map_err(|error| LoadError::invalid(LABELS_FILE, error.to_string()))?;
-        labels
-            .validate(config.max_position_embeddings)
-            .map_err(|error| LoadError::invalid(LABELS_FILE, error.to_string()))?;
-        let mut tokenizer = Tokenizer::from_bytes(&files.tokenizer)
+        if !(3..=config.max_position_embeddings).contains(&preprocessing.max_tokens) {
+            return Err(LoadError::invalid(
+                LABELS_FILE,
+                format!(
+                    "field `preprocessing.max_tokens`: {} must be between 3 and {} \
+                     (config.json max_position_embeddings)",
+                    preprocessing.max_tokens, config.max_position_embeddings
+                ),
+            ));
+        }
+        let mut tokenizer = Tokenizer::from_bytes(tokenizer)
             .map_err(|error| LoadError::invalid(TOKENIZER_FILE, error.to_string()))?;
         // The shipped tokenizer pads every text to 128 tokens; padding to the longest text in
         // each batch is done here instead, which costs several times less on tweets.
         tokenizer.with_padding(None);
         tokenizer
             .with_truncation(Some(TruncationParams {
-                max_length: labels.preprocessing.max_tokens,
+                max_length: preprocessing.max_tokens,
                 ..TruncationParams::default()
             }))
             .map_err(|error| LoadError::invalid(TOKENIZER_FILE, error.to_string()))?;
-
-        let encoder =
-            BertModel::load(vb.clone(), &config).map_err(|error| LoadError::weights(&error))?;
-        let head = Head::load(
-            vb.pp("classifier"),
-            &labels.head,
-            config.hidden_size,
-            labels.labels.len(),
-        )
-        .map_err(|error| LoadError::weights(&error))?;
+        let bert = BertModel::load(vb, &config).map_err(|error| LoadError::weights(&error))?;
         let pool = options
             .threads
             .map(|threads| rayon::ThreadPoolBuilder::new().num_threads(threads).build())
             .transpose()
             .map_err(|error| LoadError::Threads(error.to_string()))?;
-        let cleaning = CleanConfig {
-            emoji: labels.preprocessing.emoji,
-        };
         Ok(Self {
-            encoder,
-            head,
+            bert,
             tokenizer,
-            cleaning,
+            cleaning: CleanConfig {
+                emoji: preprocessing.emoji,
+            },
+            pooling,
+            hidden_size: config.hidden_size,
             pad_id: config.pad_token_id as u32,
-            labels,
             device: Device::Cpu,
             options,
             pool,
         })
     }
 
-    pub fn labels(&self) -> &LabelsFile {
-        &self.labels
+    /// Size of the vectors `embed` returns.
+    pub fn hidden_size(&self) -> usize {
+        self.hidden_size
     }
 
-    /// Classifies texts as written by people (the model's own cleaning is applied here, exactly
-    /// as in training). Results come back in input order.
-    pub fn predict(
-        &self,
-        texts: &[&str],
-    ) -> Result<(Vec<Prediction>, InferenceTiming), PredictError> {
-        let (logits, timing) = self.logits(texts)?;
-        let predictions = logits.iter().map(|row| self.decide(row)).collect();
-        Ok((predictions, timing))
-    }
-
-    /// Raw head outputs per text, in input order (for evaluation and parity checks).
-    pub fn logits(&self, texts: &[&str]) -> Result<(Vec<Vec<f32>>, InferenceTiming), PredictError> {
-        self.run_batches(texts, |pooled| self.head.forward(pooled))
-    }
-
-    /// Pooled text vectors, in input order (what the head sees; for head-only training).
-    pub fn embeddings(
-        &self,
-        texts: &[&str],
-    ) -> Result<(Vec<Vec<f32>>, InferenceTiming), PredictError> {
+    /// Pooled text vectors, in input order (what a head sees).
+    pub fn embed(&self, texts: &[&str]) -> Result<(Vec<Vec<f32>>, InferenceTiming), PredictError> {
         self.run_batches(texts, |pooled| Ok(pooled.clone()))
     }
 
+    /// Cleans and tokenizes `texts`, runs them in length-sorted batches, and applies `output`
+    /// to each batch's pooled vectors; rows come back in input order.
     fn run_batches(
         &self,
         texts: &[&str],
@@ -285,50 +265,153 @@ impl Classifier {
         let attention_mask = Tensor::from_vec(mask, shape, &self.device)?;
         let token_type_ids = input_ids.zeros_like()?;
         let hidden = self
-            .encoder
+            .bert
             .forward(&input_ids, &token_type_ids, Some(&attention_mask))?;
         pool(
             &hidden,
             &attention_mask,
-            self.labels.pooling.kind,
-            self.labels.pooling.normalize,
+            self.pooling.kind,
+            self.pooling.normalize,
         )
     }
+}
 
-    fn decide(&self, logits: &[f32]) -> Prediction {
-        let labels = &self.labels;
-        let probabilities = match labels.problem_type {
-            ProblemType::SingleLabel => softmax(logits),
-            ProblemType::MultiLabel => logits.iter().map(|logit| sigmoid(*logit)).collect(),
-        };
-        let most_probable = argmax(&probabilities);
-        let passing: Vec<usize> = (0..probabilities.len())
-            .filter(|index| probabilities[*index] >= labels.threshold(*index))
-            .collect();
-        let decided: Vec<usize> = match labels.problem_type {
-            ProblemType::SingleLabel => {
-                let best_passing = passing
-                    .iter()
-                    .copied()
-                    .max_by(|a, b| probabilities[*a].total_cmp(&probabilities[*b]));
-                vec![best_passing.unwrap_or(most_probable)]
-            }
-            ProblemType::MultiLabel => {
-                let mut decided = passing;
-                decided.sort_by(|a, b| probabilities[*b].total_cmp(&probabilities[*a]));
-                decided
-            }
-        };
-        let top = decided.first().copied();
-        Prediction {
-            label: top.map(|index| labels.labels[index].clone()),
-            score: probabilities[top.unwrap_or(most_probable)],
-            labels: decided
+/// A loaded model, ready to classify. Build once per process; `predict` takes `&self`.
+pub struct Classifier {
+    encoder: TextEncoder,
+    head: Head,
+    labels: LabelsFile,
+}
+
+impl std::fmt::Debug for Classifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Classifier")
+            .field("name", &self.labels.name)
+            .field("version", &self.labels.version)
+            .field("labels", &self.labels.labels)
+            .field("encoder", &self.encoder)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Classifier {
+    /// Loads a model directory, memory-mapping its weights.
+    pub fn load(dir: &Path, options: InferenceOptions) -> Result<Self, LoadError> {
+        let started = Instant::now();
+        let files = ModelFiles::read_metadata(dir)?;
+        let classifier = Self::build(files, map_weights(dir)?, options)?;
+        tracing::info!(
+            model = %classifier.labels.name,
+            version = %classifier.labels.version,
+            load_ms = started.elapsed().as_millis() as u64,
+            "model loaded"
+        );
+        Ok(classifier)
+    }
+
+    /// Loads a model from bytes already in memory (tests, or weights fetched by the caller).
+    pub fn from_bytes(
+        files: ModelFiles,
+        weights: Vec<u8>,
+        options: InferenceOptions,
+    ) -> Result<Self, LoadError> {
+        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu)
+            .map_err(|error| LoadError::weights(&error))?;
+        Self::build(files, vb, options)
+    }
+
+    fn build(
+        files: ModelFiles,
+        vb: VarBuilder<'_>,
+        options: InferenceOptions,
+    ) -> Result<Self, LoadError> {
+        let labels: LabelsFile = serde_json::from_slice(&files.labels)
+            .map_err(|error| LoadError::invalid(LABELS_FILE, error.to_string()))?;
+        let encoder = TextEncoder::build(
+            &files.config,
+            &files.tokenizer,
+            &labels.preprocessing,
+            labels.pooling,
+            vb.clone(),
+            options,
+        )?;
+        labels
+            .validate()
+            .map_err(|error| LoadError::invalid(LABELS_FILE, error.to_string()))?;
+        let head = Head::load(
+            vb.pp("classifier"),
+            &labels.head,
+            encoder.hidden_size,
+            labels.labels.len(),
+        )
+        .map_err(|error| LoadError::weights(&error))?;
+        Ok(Self {
+            encoder,
+            head,
+            labels,
+        })
+    }
+
+    pub fn labels(&self) -> &LabelsFile {
+        &self.labels
+    }
+
+    /// Classifies texts as written by people (the model's own cleaning is applied here, exactly
+    /// as in training). Results come back in input order.
+    pub fn predict(
+        &self,
+        texts: &[&str],
+    ) -> Result<(Vec<Prediction>, InferenceTiming), PredictError> {
+        let (logits, timing) = self.logits(texts)?;
+        let predictions = logits.iter().map(|row| decide(&self.labels, row)).collect();
+        Ok((predictions, timing))
+    }
+
+    /// Raw head outputs per text, in input order (for evaluation and parity checks).
+    pub fn logits(&self, texts: &[&str]) -> Result<(Vec<Vec<f32>>, InferenceTiming), PredictError> {
+        self.encoder
+            .run_batches(texts, |pooled| self.head.forward(pooled))
+    }
+
+    /// The encoder under the head.
+    pub fn encoder(&self) -> &TextEncoder {
+        &self.encoder
+    }
+}
+
+/// Turns one text's logits into a decision, by the model's problem type and thresholds.
+pub fn decide(labels: &LabelsFile, logits: &[f32]) -> Prediction {
+    let probabilities = match labels.problem_type {
+        ProblemType::SingleLabel => softmax(logits),
+        ProblemType::MultiLabel => logits.iter().map(|logit| sigmoid(*logit)).collect(),
+    };
+    let most_probable = argmax(&probabilities);
+    let passing: Vec<usize> = (0..probabilities.len())
+        .filter(|index| probabilities[*index] >= labels.threshold(*index))
+        .collect();
+    let decided: Vec<usize> = match labels.problem_type {
+        ProblemType::SingleLabel => {
+            let best_passing = passing
                 .iter()
-                .map(|index| labels.labels[*index].clone())
-                .collect(),
-            scores: labels.labels.iter().cloned().zip(probabilities).collect(),
+                .copied()
+                .max_by(|a, b| probabilities[*a].total_cmp(&probabilities[*b]));
+            vec![best_passing.unwrap_or(most_probable)]
         }
+        ProblemType::MultiLabel => {
+            let mut decided = passing;
+            decided.sort_by(|a, b| probabilities[*b].total_cmp(&probabilities[*a]));
+            decided
+        }
+    };
+    let top = decided.first().copied();
+    Prediction {
+        label: top.map(|index| labels.labels[index].clone()),
+        score: probabilities[top.unwrap_or(most_probable)],
+        labels: decided
+            .iter()
+            .map(|index| labels.labels[*index].clone())
+            .collect(),
+        scores: labels.labels.iter().cloned().zip(probabilities).collect(),
     }
 }
 
@@ -387,7 +470,7 @@ fn pool(
 }
 
 /// `classifier.hidden` (optional, then GELU) and `classifier.output`.
-struct Head {
+pub(crate) struct Head {
     hidden: Option<Linear>,
     output: Linear,
 }

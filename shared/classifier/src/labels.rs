@@ -112,7 +112,8 @@ fn invalid(field: impl Into<String>, message: impl Into<String>) -> LabelsError 
 
 impl LabelsFile {
     /// Checks what serde cannot: consistent labels, thresholds and preprocessing.
-    pub fn validate(&self, max_position_embeddings: usize) -> Result<(), LabelsError> {
+    /// (`preprocessing.max_tokens` is checked against the encoder's config on load.)
+    pub fn validate(&self) -> Result<(), LabelsError> {
         if self.format_version != LABELS_FORMAT_VERSION {
             return Err(invalid(
                 "format_version",
@@ -174,15 +175,6 @@ impl LabelsFile {
                 ),
             ));
         }
-        let max_tokens = self.preprocessing.max_tokens;
-        if !(3..=max_position_embeddings).contains(&max_tokens) {
-            return Err(invalid(
-                "preprocessing.max_tokens",
-                format!(
-                    "{max_tokens} must be between 3 and {max_position_embeddings} (config.json max_position_embeddings)"
-                ),
-            ));
-        }
         if self.head.hidden_size == Some(0) {
             return Err(invalid("head.hidden_size", "must be positive when set"));
         }
@@ -231,13 +223,13 @@ pub(crate) mod tests {
     }
 
     fn field_of(labels: &LabelsFile) -> String {
-        labels.validate(512).expect_err("invalid").field
+        labels.validate().expect_err("invalid").field
     }
 
     #[test]
     fn sample_is_valid_and_round_trips() {
         let labels = sample();
-        assert_eq!(labels.validate(512), Ok(()));
+        assert_eq!(labels.validate(), Ok(()));
         let json = serde_json::to_string(&labels).expect("serializes");
         assert_eq!(
             serde_json::from_str::<LabelsFile>(&json).expect("parses"),
@@ -262,10 +254,6 @@ pub(crate) mod tests {
         let mut labels = sample();
         labels.preprocessing.cleaning_version = "clean-v0".to_owned();
         assert_eq!(field_of(&labels), "preprocessing.cleaning_version");
-
-        let mut labels = sample();
-        labels.preprocessing.max_tokens = 1000;
-        assert_eq!(field_of(&labels), "preprocessing.max_tokens");
 
         let mut labels = sample();
         labels.labels.truncate(1);

@@ -5,6 +5,8 @@ pub mod engine;
 pub mod labels;
 pub mod model_dir;
 
-pub use engine::{Classifier, InferenceOptions, InferenceTiming, PredictError, Prediction};
+pub use engine::{
+    Classifier, InferenceOptions, InferenceTiming, PredictError, Prediction, TextEncoder, decide,
+};
 pub use labels::{LabelsFile, ProblemType};
 pub use model_dir::{LoadError, ModelFiles};

@@ -63,23 +63,34 @@ pub struct ModelFiles {
 impl ModelFiles {
     /// Reads `config.json`, `tokenizer.json` and `labels.json` from `dir`.
     pub fn read_metadata(dir: &Path) -> Result<Self, LoadError> {
+        let encoder = Self::read_encoder_metadata(dir)?;
+        Ok(Self {
+            labels: read_file(dir, LABELS_FILE)?,
+            ..encoder
+        })
+    }
+
+    /// Reads `config.json` and `tokenizer.json` (a base model has no `labels.json`); `labels`
+    /// is left empty.
+    pub fn read_encoder_metadata(dir: &Path) -> Result<Self, LoadError> {
         if !dir.is_dir() {
             return Err(LoadError::Read {
                 path: dir.to_path_buf(),
                 source: std::io::Error::new(std::io::ErrorKind::NotFound, "not a directory"),
             });
         }
-        let read = |file: &'static str| {
-            let path = dir.join(file);
-            if !path.is_file() {
-                return Err(LoadError::missing(dir, file));
-            }
-            std::fs::read(&path).map_err(|source| LoadError::Read { path, source })
-        };
         Ok(Self {
-            config: read(CONFIG_FILE)?,
-            tokenizer: read(TOKENIZER_FILE)?,
-            labels: read(LABELS_FILE)?,
+            config: read_file(dir, CONFIG_FILE)?,
+            tokenizer: read_file(dir, TOKENIZER_FILE)?,
+            labels: Vec::new(),
         })
     }
+}
+
+fn read_file(dir: &Path, file: &'static str) -> Result<Vec<u8>, LoadError> {
+    let path = dir.join(file);
+    if !path.is_file() {
+        return Err(LoadError::missing(dir, file));
+    }
+    std::fs::read(&path).map_err(|source| LoadError::Read { path, source })
 }
