@@ -1,6 +1,7 @@
 //! `tweetclf`: the pipeline on a laptop. Wiring only: arguments, logs, settings, dispatch.
 
 mod commands;
+mod labelled;
 mod summary;
 
 use std::path::PathBuf;
@@ -40,6 +41,11 @@ enum Command {
         #[arg(long, short)]
         out: PathBuf,
     },
+    /// Classify JSON Lines (`{"text": ...}` or ingest's clean records): one JSON line per
+    /// input with `label`, `score`, `scores`, and `id` when the input had one.
+    Classify(commands::classify::ClassifyArgs),
+    /// Train a classification head over the frozen base encoder and write a model directory.
+    Train(commands::train::TrainArgs),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +62,8 @@ fn main() -> ExitCode {
         .and_then(|config| match cli.command {
             Command::Run { input, out } => commands::run::run(&input, &out, &config),
             Command::Ingest { input, out } => commands::ingest::ingest(&input, &out, &config),
+            Command::Classify(args) => commands::classify::classify(&args),
+            Command::Train(args) => commands::train::train(&args),
         });
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,2 +1,4 @@
+pub mod classify;
 pub mod ingest;
 pub mod run;
+pub mod train;

@@ -2,8 +2,10 @@
 //! loaded once per process from a self-describing model directory. No Lambda, no AWS.
 
 pub mod engine;
+pub mod export;
 pub mod labels;
 pub mod model_dir;
+pub mod train;
 
 pub use engine::{
     Classifier, InferenceOptions, InferenceTiming, PredictError, Prediction, TextEncoder, decide,

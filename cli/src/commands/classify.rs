@@ -1,0 +1,153 @@
+//! `tweetclf classify`: JSON Lines in (`{"text": …}` objects or ingest's clean records), one
+//! prediction per input line out, in order.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use classifier::{Classifier, InferenceOptions};
+use serde_json::{Value, json};
+
+/// Lines classified per model call: big enough for full batches, small enough to stream.
+const CHUNK_LINES: usize = 512;
+
+#[derive(Debug, clap::Args)]
+pub struct ClassifyArgs {
+    /// JSON Lines with a `text` field per line (`-` for standard input).
+    #[arg(long)]
+    pub input: PathBuf,
+    /// A model directory (default: the bundled models/sentiment).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Worker threads (default: every core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+/// The bundled default model, found from the working directory (a checkout) or from where
+/// this binary was built.
+pub fn default_model_dir() -> PathBuf {
+    let relative = Path::new("models/sentiment");
+    if relative.is_dir() {
+        return relative.to_path_buf();
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/sentiment")
+}
+
+pub fn classify(args: &ClassifyArgs) -> anyhow::Result<()> {
+    let model_dir = args.model.clone().unwrap_or_else(default_model_dir);
+    let options = InferenceOptions {
+        threads: args.threads,
+        ..InferenceOptions::default()
+    };
+    let classifier = Classifier::load(&model_dir, options)
+        .with_context(|| format!("loading the model from {}", model_dir.display()))?;
+    let input: Box<dyn Read> = if args.input == Path::new("-") {
+        Box::new(std::io::stdin().lock())
+    } else {
+        Box::new(
+            std::fs::File::open(&args.input)
+                .with_context(|| format!("opening {}", args.input.display()))?,
+        )
+    };
+    let mut reader = BufReader::new(input);
+    let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+    let (mut lines, mut failed) = (0usize, 0usize);
+    let mut chunk: Vec<Parsed> = Vec::with_capacity(CHUNK_LINES);
+    let mut raw = Vec::new();
+    loop {
+        raw.clear();
+        let read = reader
+            .read_until(b'\n', &mut raw)
+            .context("reading the input")?;
+        if read > 0 {
+            lines += 1;
+            if raw.iter().all(u8::is_ascii_whitespace) {
+                lines -= 1;
+            } else {
+                chunk.push(parse_line(lines, &raw));
+            }
+        }
+        if chunk.len() == CHUNK_LINES || (read == 0 && !chunk.is_empty()) {
+            failed += write_chunk(&classifier, &chunk, &mut stdout)?;
+            chunk.clear();
+        }
+        if read == 0 {
+            break;
+        }
+    }
+    stdout.flush()?;
+    if lines == 0 {
+        bail!("no input: expected JSON Lines with a `text` field");
+    }
+    if failed > 0 {
+        bail!(
+            "{failed} of {lines} line(s) could not be classified; each has an `error` line in the output"
+        );
+    }
+    Ok(())
+}
+
+/// One input line: its text and id, or why it cannot be classified.
+struct Parsed {
+    line: usize,
+    id: Option<Value>,
+    outcome: Result<String, String>,
+}
+
+fn parse_line(line: usize, raw: &[u8]) -> Parsed {
+    let failed = |message: String| Parsed {
+        line,
+        id: None,
+        outcome: Err(message),
+    };
+    let Ok(text) = std::str::from_utf8(raw) else {
+        return failed("the line is not valid UTF-8".to_owned());
+    };
+    let value: Value = match serde_json::from_str(text) {
+        Ok(value) => value,
+        Err(error) => return failed(format!("invalid JSON: {error}")),
+    };
+    let id = value.get("id").cloned();
+    let outcome = match value.get("text") {
+        Some(Value::String(text)) if !text.trim().is_empty() => Ok(text.clone()),
+        Some(Value::String(_)) => Err("`text` is empty".to_owned()),
+        Some(_) => Err("`text` is not a string".to_owned()),
+        None => Err("no `text` field".to_owned()),
+    };
+    Parsed { line, id, outcome }
+}
+
+/// Classifies the good lines of a chunk and writes one output line per input line; returns
+/// how many failed.
+fn write_chunk(
+    classifier: &Classifier,
+    chunk: &[Parsed],
+    out: &mut impl Write,
+) -> anyhow::Result<usize> {
+    let texts: Vec<&str> = chunk
+        .iter()
+        .filter_map(|parsed| parsed.outcome.as_deref().ok())
+        .collect();
+    let (predictions, _) = classifier.predict(&texts)?;
+    let mut predictions = predictions.into_iter();
+    let mut failed = 0;
+    for parsed in chunk {
+        let mut line = match &parsed.outcome {
+            Ok(_) => {
+                let prediction = predictions.next().context("one prediction per text")?;
+                serde_json::to_value(&prediction)?
+            }
+            Err(error) => {
+                failed += 1;
+                json!({"line": parsed.line, "error": error})
+            }
+        };
+        if let Some(id) = &parsed.id {
+            line["id"] = id.clone();
+        }
+        serde_json::to_writer(&mut *out, &line)?;
+        out.write_all(b"\n")?;
+    }
+    Ok(failed)
+}

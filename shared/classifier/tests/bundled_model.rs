@@ -1,0 +1,120 @@
+//! The bundled default model (models/sentiment): Candle's logits match Hugging Face
+//! transformers' on the same weights, and the model says what people would.
+
+use std::path::{Path, PathBuf};
+
+use classifier::{Classifier, InferenceOptions};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+/// Largest |Δlogit| allowed between Candle and the transformers reference.
+const TOLERANCE: f32 = 1e-4;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn bundled() -> Classifier {
+    Classifier::load(
+        &repo().join("models/sentiment"),
+        InferenceOptions::default(),
+    )
+    .expect("bundled model loads")
+}
+
+#[derive(Deserialize)]
+struct ParityText {
+    text: String,
+    clean_text: String,
+}
+
+#[derive(Deserialize)]
+struct Expected {
+    model_sha256: String,
+    labels: Vec<String>,
+    logits: Vec<Vec<f32>>,
+}
+
+#[test]
+fn logits_match_transformers_within_tolerance() {
+    let fixture = repo().join("tests/fixtures/parity");
+    let expected: Expected = serde_json::from_slice(
+        &std::fs::read(fixture.join("expected.json")).expect("expected.json"),
+    )
+    .expect("expected.json parses");
+    let weights =
+        std::fs::read(repo().join("models/sentiment/model.safetensors")).expect("weights");
+    let sha = format!("{:x}", Sha256::digest(&weights));
+    assert_eq!(
+        sha, expected.model_sha256,
+        "models/sentiment changed: regenerate the reference with bench/reference_logits.py (see its docstring)"
+    );
+    let texts: Vec<ParityText> = std::fs::read_to_string(fixture.join("texts.jsonl"))
+        .expect("texts.jsonl")
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("text line"))
+        .collect();
+    let classifier = bundled();
+    assert_eq!(classifier.labels().labels, expected.labels);
+    let cleaning = tweets::CleanConfig {
+        emoji: classifier.labels().preprocessing.emoji,
+    };
+    for text in &texts {
+        assert_eq!(
+            tweets::clean_text(&text.text, &cleaning),
+            text.clean_text,
+            "cleaning drifted from the fixture"
+        );
+    }
+    let raw: Vec<&str> = texts.iter().map(|text| text.text.as_str()).collect();
+    let (logits, timing) = classifier.logits(&raw).expect("logits");
+    assert!(
+        timing.batches < raw.len(),
+        "the check runs batched and padded"
+    );
+    assert_eq!(logits.len(), expected.logits.len());
+    let mut worst = 0f32;
+    for (row, (got, want)) in logits.iter().zip(&expected.logits).enumerate() {
+        for (a, b) in got.iter().zip(want) {
+            let delta = (a - b).abs();
+            assert!(
+                delta <= TOLERANCE,
+                "text {row}: candle {got:?} vs transformers {want:?}"
+            );
+            worst = worst.max(delta);
+        }
+    }
+    eprintln!("max |Δlogit| = {worst:e} over {} texts", logits.len());
+}
+
+#[test]
+fn bundled_model_reads_obvious_sentiment_right() {
+    let classifier = bundled();
+    let cases = [
+        (
+            "Thank you so much, the crew was wonderful and the flight was perfect! 😍",
+            "positive",
+        ),
+        (
+            "Worst customer service ever. Lost my bag and nobody cares. Never again 😡",
+            "negative",
+        ),
+        (
+            "I absolutely love this, best purchase I have made all year",
+            "positive",
+        ),
+        (
+            "This is terrible, I hate it, total waste of money",
+            "negative",
+        ),
+    ];
+    let texts: Vec<&str> = cases.iter().map(|(text, _)| *text).collect();
+    let (predictions, _) = classifier.predict(&texts).expect("predict");
+    for ((text, want), prediction) in cases.iter().zip(&predictions) {
+        assert_eq!(
+            prediction.label.as_deref(),
+            Some(*want),
+            "{text}: {prediction:?}"
+        );
+    }
+}
