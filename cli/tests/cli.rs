@@ -341,3 +341,45 @@ fn train_refuses_validation_labels_it_never_saw() {
         "{stderr}"
     );
 }
+
+#[test]
+fn bench_reports_every_batch_size_cold_start_and_memory() {
+    let (output, stdout, stderr) = run(&mut tweetclf(&[
+        "bench",
+        "--json",
+        "--threads",
+        "1",
+        "--texts",
+        "6",
+        "--batch-sizes",
+        "1,4",
+        "--cold-starts",
+        "1",
+        "--input",
+        "tests/fixtures/parity/texts.jsonl",
+    ]));
+    assert!(output.status.success(), "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("JSON report");
+    assert_eq!(report["texts"], 6);
+    assert_eq!(report["threads"], 1);
+    let sizes: Vec<u64> = report["batches"]
+        .as_array()
+        .expect("batches")
+        .iter()
+        .map(|batch| {
+            assert!(batch["tweets_per_s"].as_f64().expect("throughput") > 0.0);
+            assert!(
+                batch["p95_ms"].as_f64().expect("p95") >= batch["p50_ms"].as_f64().expect("p50")
+            );
+            batch["batch_size"].as_u64().expect("size")
+        })
+        .collect();
+    assert_eq!(sizes, vec![1, 4]);
+    let cold = &report["cold_start"];
+    assert_eq!(cold["runs_ms"].as_array().expect("runs").len(), 1);
+    assert!(cold["median_ms"].as_f64().expect("median") >= cold["load_ms"].as_f64().expect("load"));
+    assert!(
+        report["peak_rss_mib"].as_f64().expect("rss") > 40.0,
+        "the model's weights are resident"
+    );
+}

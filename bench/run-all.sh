@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Runs tweetclf bench and the Python references (PyTorch, onnxruntime f32 and int8) on the same
+# model, texts and thread count, one after another on an otherwise idle machine, and writes
+# BENCHMARKS.md with the ratios. Needs data/sentiment/ (python3 data/prepare-sentiment.py).
+#
+#   bash bench/run-all.sh            # THREADS=2 TEXTS=512 by default
+set -Eeuo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+threads="${THREADS:-2}"
+texts="${TEXTS:-512}"
+results=bench/results
+mkdir -p "$results"
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+step "Python reference environment (.venv-bench: torch, transformers, onnxruntime)"
+if [ ! -x .venv-bench/bin/python ]; then
+    python3 -m venv .venv-bench
+fi
+.venv-bench/bin/pip install --quiet --disable-pip-version-check \
+    'torch==2.15.*' 'transformers==5.23.*' 'onnxruntime==1.31.*' 'onnx==1.23.*' safetensors tokenizers numpy
+
+step "tweetclf (bench profile)"
+cargo build --quiet --profile bench -p tweetclf
+tweetclf=target/release/tweetclf   # cargo's built-in bench profile writes to target/release
+
+step "the texts: a seeded sample of the held-out airline tweets, and their clean text"
+python3 - "$texts" > "$results/texts.jsonl" <<'PY'
+import json, random, sys
+rows = [json.loads(l) for l in open("data/sentiment/airline-test.jsonl", encoding="utf-8")]
+random.Random(7).shuffle(rows)
+for i, row in enumerate(rows[: int(sys.argv[1])]):
+    print(json.dumps({"id_str": str(i + 1), "text": row["text"]}, ensure_ascii=False))
+PY
+FILTER_LANGUAGES='*' FILTER_RETWEETS=false FILTER_AUTO_GENERATED_PHRASES='' FILTER_MIN_CONTENT_CHARS=0 \
+    FILTER_DUPLICATES=false "$tweetclf" ingest "$results/texts.jsonl" --out "$results/clean" > /dev/null
+
+step "ONNX export (f32 and int8)"
+.venv-bench/bin/python bench/reference_bench.py --export-onnx --model models/sentiment
+
+common=(--threads "$threads" --texts "$texts")
+step "candle (tweetclf bench)"
+"$tweetclf" bench --json --model models/sentiment --input "$results/texts.jsonl" "${common[@]}" > "$results/candle.json"
+for backend in torch onnx onnx-int8; do
+    step "$backend"
+    .venv-bench/bin/python bench/reference_bench.py --backend "$backend" --model models/sentiment \
+        --input "$results/clean/clean.jsonl" "${common[@]}" > "$results/$backend.json"
+done
+
+step "BENCHMARKS.md"
+python3 bench/report.py "$results" "bash bench/run-all.sh  (THREADS=$threads TEXTS=$texts)" > BENCHMARKS.md
+cat BENCHMARKS.md
