@@ -101,12 +101,12 @@ pub fn parse_frame(bytes: &[u8], out: &mut Vec<Record>) {
     }
 }
 
-fn parse_object(map: Map<String, Value>, out: &mut Vec<Record>) {
-    if map.contains_key("statuses") {
-        return parse_v1_search(map, out);
+fn parse_object(mut map: Map<String, Value>, out: &mut Vec<Record>) {
+    if let Some(statuses) = map.remove("statuses") {
+        return parse_v1_search(statuses, out);
     }
-    if map.contains_key("data") {
-        return parse_v2_response(map, out);
+    if let Some(data) = map.remove("data") {
+        return parse_v2_response(data, map.remove("includes"), out);
     }
     if let Some(errors) = map.get("errors") {
         return out.push(Record::invalid(format!(
@@ -131,28 +131,31 @@ fn parse_object(map: Map<String, Value>, out: &mut Vec<Record>) {
     } else {
         typed::<V1Status>(value).and_then(V1Status::normalize)
     };
-    out.push(record.unwrap_or_else(Record::invalid));
+    out.push(record.map_or_else(Record::invalid, tweet_record));
 }
 
-fn parse_v1_search(mut map: Map<String, Value>, out: &mut Vec<Record>) {
-    match map.remove("statuses") {
-        Some(Value::Array(statuses)) => {
+fn tweet_record(tweet: ParsedTweet) -> Record {
+    Record::Tweet(Box::new(tweet))
+}
+
+fn parse_v1_search(statuses: Value, out: &mut Vec<Record>) {
+    match statuses {
+        Value::Array(statuses) => {
             for status in statuses {
                 out.push(element(status, |value| {
                     typed::<V1Status>(value).and_then(V1Status::normalize)
                 }));
             }
         }
-        Some(other) => out.push(Record::invalid(format!(
+        other => out.push(Record::invalid(format!(
             "search response field `statuses` should be an array, found {}",
             kind_of(&other)
         ))),
-        None => unreachable!("caller checked `statuses`"),
     }
 }
 
-fn parse_v2_response(mut map: Map<String, Value>, out: &mut Vec<Record>) {
-    let includes = match map.remove("includes") {
+fn parse_v2_response(data: Value, includes: Option<Value>, out: &mut Vec<Record>) {
+    let includes = match includes {
         None | Some(Value::Null) => Ok(V2Includes::default()),
         Some(value) => typed::<V2Includes>(value).map_err(|error| format!("includes: {error}")),
     };
@@ -161,24 +164,25 @@ fn parse_v2_response(mut map: Map<String, Value>, out: &mut Vec<Record>) {
         Err(error) => return out.push(Record::invalid(error)),
     };
     let parse = |value| typed::<V2Tweet>(value).and_then(|tweet| tweet.normalize(&includes));
-    match map.remove("data") {
-        Some(Value::Array(tweets)) => {
+    match data {
+        Value::Array(tweets) => {
             for tweet in tweets {
                 out.push(element(tweet, parse));
             }
         }
-        Some(tweet @ Value::Object(_)) => out.push(parse(tweet).unwrap_or_else(Record::invalid)),
-        Some(other) => out.push(Record::invalid(format!(
+        tweet @ Value::Object(_) => {
+            out.push(parse(tweet).map_or_else(Record::invalid, tweet_record))
+        }
+        other => out.push(Record::invalid(format!(
             "v2 response field `data` should be a tweet or an array of tweets, found {}",
             kind_of(&other)
         ))),
-        None => unreachable!("caller checked `data`"),
     }
 }
 
 /// Parses one element of a response, keeping its own JSON if it is rejected so that the
 /// rejection shows that element rather than the whole response.
-fn element(value: Value, parse: impl Fn(Value) -> Result<Record, String>) -> Record {
+fn element(value: Value, parse: impl Fn(Value) -> Result<ParsedTweet, String>) -> Record {
     if !value.is_object() {
         return Record::Invalid {
             error: format!("expected a tweet object, found {}", kind_of(&value)),
@@ -187,7 +191,7 @@ fn element(value: Value, parse: impl Fn(Value) -> Result<Record, String>) -> Rec
     }
     let raw = value.to_string();
     match parse(value) {
-        Ok(record) => record,
+        Ok(tweet) => tweet_record(tweet),
         Err(error) => Record::Invalid {
             error,
             raw: Some(raw),
@@ -398,7 +402,7 @@ impl V1Status {
         ))
     }
 
-    fn normalize(mut self) -> Result<Record, String> {
+    fn normalize(mut self) -> Result<ParsedTweet, String> {
         let id_str = self.id_str.take().map(Id::Text);
         let id = first_id([id_str.as_ref(), self.id.as_ref()])
             .ok_or("record has no `id` or `id_str`: not a tweet object")?;
@@ -423,14 +427,13 @@ impl V1Status {
             .ok_or_else(|| format!("tweet {id} has no `text`, `full_text` or `extended_tweet`"))?;
 
         let (text, entities, is_retweet) = match retweeted.map(|original| original.normalize()) {
-            Some(Ok(Record::Tweet(original))) => {
+            Some(Ok(original)) => {
                 let handle = original.author_handle.clone().unwrap_or_default();
                 let mut mentions = vec![handle.clone()];
                 mentions.extend(original.mentions);
                 let text = format!("RT @{handle}: {}", original.text);
                 (text, (original.hashtags, mentions, original.urls), true)
             }
-            Some(Ok(_)) => unreachable!("a status normalizes to a tweet or an error"),
             Some(Err(error)) => return Err(format!("retweeted_status: {error}")),
             None => {
                 let text = decode_html(&own_text);
@@ -439,7 +442,7 @@ impl V1Status {
             }
         };
         let (hashtags, mentions, urls) = entities;
-        Ok(Record::Tweet(Box::new(ParsedTweet {
+        Ok(ParsedTweet {
             id,
             created_at,
             author_id,
@@ -452,7 +455,7 @@ impl V1Status {
             hashtags,
             mentions,
             urls,
-        })))
+        })
     }
 }
 
@@ -594,7 +597,7 @@ impl V2Tweet {
         }
     }
 
-    fn normalize(self, includes: &V2Includes) -> Result<Record, String> {
+    fn normalize(self, includes: &V2Includes) -> Result<ParsedTweet, String> {
         let handles = includes.handles();
         let Some(id) = first_id([self.id.as_ref()]) else {
             return Err("record has no `id`: not a tweet object".to_owned());
@@ -646,7 +649,7 @@ impl V2Tweet {
             .as_ref()
             .and_then(|author| handles.get(author))
             .map(|handle| (*handle).to_owned());
-        Ok(Record::Tweet(Box::new(ParsedTweet {
+        Ok(ParsedTweet {
             id,
             created_at: parse_created_at(self.created_at)?,
             author_id,
@@ -659,7 +662,7 @@ impl V2Tweet {
             hashtags,
             mentions,
             urls,
-        })))
+        })
     }
 }
 
