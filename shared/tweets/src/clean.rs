@@ -49,10 +49,11 @@ pub struct CleanConfig {
 
 static URL: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(?i)\b(?:https?://|www\.)[^\s]+").expect("static regex"));
-/// A mention is `@` + 1–15 word characters not glued to a preceding word (e-mail addresses
-/// stay as they are).
-static MENTION: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"(^|[^\w@])[@＠]\w{1,15}\b").expect("static regex"));
+/// A mention is `@` + 1–15 word characters (Twitter's handle limit) not glued to a preceding
+/// word (e-mail addresses stay as they are). Group 1 is the preceding character, group 2 the
+/// handle. Entity extraction uses the same definition, so cleaning and `mentions` agree.
+pub(crate) static MENTION: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(^|[^\w@])[@＠](\w{1,15})\b").expect("static regex"));
 
 /// The longest emoji sequence (ZWJ families, flags, keycaps) in characters.
 const MAX_EMOJI_CHARS: usize = 10;

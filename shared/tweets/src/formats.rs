@@ -11,6 +11,8 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
+use crate::clean::MENTION;
+
 /// A tweet as read from its raw shape, before cleaning, filtering and numbering.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ParsedTweet {
@@ -291,17 +293,15 @@ fn dedup_in_order(list: &mut Vec<String>) {
 
 static HASHTAG: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(?:^|[^\w&/])[#＃](\w+)").expect("static regex"));
-static MENTION: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"(?:^|[^\w@])[@＠](\w{1,15})").expect("static regex"));
 static URL: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(?i)\bhttps?://[^\s]+").expect("static regex"));
 
 /// Entities found in the text, for records that came without an `entities` object.
 fn entities_from_text(text: &str) -> (Vec<String>, Vec<String>, Vec<String>) {
-    let captures = |regex: &Regex| -> Vec<String> {
+    let captures = |regex: &Regex, group: usize| -> Vec<String> {
         regex
             .captures_iter(text)
-            .map(|found| found[1].to_owned())
+            .map(|found| found[group].to_owned())
             .collect()
     };
     let urls = URL
@@ -313,7 +313,7 @@ fn entities_from_text(text: &str) -> (Vec<String>, Vec<String>, Vec<String>) {
                 .to_owned()
         })
         .collect();
-    (captures(&HASHTAG), captures(&MENTION), urls)
+    (captures(&HASHTAG, 1), captures(&MENTION, 2), urls)
 }
 
 // ---- API v1.1 ----
@@ -782,6 +782,14 @@ mod tests {
             parsed.mentions,
             vec!["a"],
             "entities come from the text when absent"
+        );
+
+        let too_long =
+            tweet(r#"{"id_str": "4", "text": "@abcdefghijklmnop is not a handle, @ok is"}"#);
+        assert_eq!(
+            too_long.mentions,
+            vec!["ok"],
+            "a handle has at most 15 characters"
         );
     }
 
