@@ -113,16 +113,27 @@ impl Filters {
 
     /// The reason to drop `tweet`, or `None` to keep it (and remember it as kept).
     pub fn check(&mut self, tweet: &Tweet) -> Option<FilterReason> {
-        let reason = self.first_reason(tweet);
-        if reason.is_none() && self.config.drop_duplicates {
-            self.kept_ids.insert(hash_of(&tweet.id));
-            self.kept_texts
-                .insert(hash_of(&tweet.clean_text.to_lowercase()));
+        if let Some(reason) = self.content_reason(tweet) {
+            return Some(reason);
         }
-        reason
+        if !self.config.drop_duplicates {
+            return None;
+        }
+        let id = hash_of(&tweet.id);
+        let text = hash_of(&tweet.clean_text.to_lowercase());
+        if self.kept_ids.contains(&id) {
+            return Some(FilterReason::DuplicateId);
+        }
+        if self.kept_texts.contains(&text) {
+            return Some(FilterReason::DuplicateText);
+        }
+        self.kept_ids.insert(id);
+        self.kept_texts.insert(text);
+        None
     }
 
-    fn first_reason(&self, tweet: &Tweet) -> Option<FilterReason> {
+    /// Every reason but duplication, which needs what was kept before.
+    fn content_reason(&self, tweet: &Tweet) -> Option<FilterReason> {
         if self.config.drop_retweets && tweet.is_retweet {
             return Some(FilterReason::Retweet);
         }
@@ -146,17 +157,6 @@ impl Filters {
                     return Some(FilterReason::TooShort);
                 }
                 _ => {}
-            }
-        }
-        if self.config.drop_duplicates {
-            if self.kept_ids.contains(&hash_of(&tweet.id)) {
-                return Some(FilterReason::DuplicateId);
-            }
-            if self
-                .kept_texts
-                .contains(&hash_of(&tweet.clean_text.to_lowercase()))
-            {
-                return Some(FilterReason::DuplicateText);
             }
         }
         None
