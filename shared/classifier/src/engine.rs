@@ -3,7 +3,6 @@
 //! length, cut into batches under a token budget, padded only to the longest in the batch,
 //! and their predictions are returned in input order.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -12,7 +11,7 @@ use candle_nn::{Linear, Module, VarBuilder, linear};
 use candle_transformers::models::bert::{BertModel, Config as BertConfig};
 use serde::Serialize;
 use tokenizers::{Encoding, Tokenizer, TruncationParams};
-use tweets::CleanConfig;
+use tweets::{CleanConfig, Prediction};
 
 use crate::labels::{HeadSpec, LabelsFile, Pooling, PoolingKind, Preprocessing, ProblemType};
 use crate::model_dir::{
@@ -39,20 +38,6 @@ impl Default for InferenceOptions {
             threads: None,
         }
     }
-}
-
-/// One text's result.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Prediction {
-    /// The decided label. Single-label: always set. Multi-label: the most probable of the
-    /// predicted labels, `None` when no label reaches its threshold.
-    pub label: Option<String>,
-    /// Probability of `label` (of the most probable label when `label` is `None`).
-    pub score: f32,
-    /// Every decided label (single-label: just `label`).
-    pub labels: Vec<String>,
-    /// Probability of every label.
-    pub scores: BTreeMap<String, f32>,
 }
 
 /// Where the time of a `predict` call went.

@@ -8,7 +8,8 @@ pub mod model_dir;
 pub mod train;
 
 pub use engine::{
-    Classifier, InferenceOptions, InferenceTiming, PredictError, Prediction, TextEncoder, decide,
+    Classifier, InferenceOptions, InferenceTiming, PredictError, TextEncoder, decide,
 };
 pub use labels::{LabelsFile, ProblemType};
 pub use model_dir::{LoadError, ModelFiles};
+pub use tweets::Prediction;

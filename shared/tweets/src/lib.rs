@@ -15,4 +15,4 @@ pub use clean::{CLEANING_VERSION, CleanConfig, EmojiMode, clean_text};
 pub use filter::{FilterConfig, FilterReason, FilteredCounts};
 pub use ingest::{IngestError, IngestOptions, Rejection, Report, ingest_stream};
 pub use input::{Compression, Limits, StreamError};
-pub use schema::{SourceRef, Tweet};
+pub use schema::{Prediction, SourceRef, Tweet};

@@ -1,6 +1,8 @@
 //! The normalized, user-facing tweet record: one JSON line per kept tweet in `clean/`.
 //! The README's "Schema" section documents these fields for users; keep the two in step.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -47,4 +49,19 @@ pub struct SourceRef {
     pub offset: u64,
     /// 1-based line of that offset.
     pub line: u64,
+}
+
+/// One text's classification, whichever backend produced it (the bundled model, a
+/// user-trained one, or Amazon ML).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Prediction {
+    /// The decided label. Single-label: always set. Multi-label: the most probable of the
+    /// predicted labels, `None` when no label reaches its threshold.
+    pub label: Option<String>,
+    /// Probability of `label` (of the most probable label when `label` is `None`).
+    pub score: f32,
+    /// Every decided label (single-label: just `label`).
+    pub labels: Vec<String>,
+    /// Probability of every label.
+    pub scores: BTreeMap<String, f32>,
 }
