@@ -15,6 +15,12 @@ pub struct Prefixes {
     pub rejected: String,
     /// One JSON manifest per processed object and stage.
     pub manifests: String,
+    /// One JSON line per classified tweet, written by classify.
+    pub predictions: String,
+    /// The same predictions as Parquet, Hive-partitioned by the tweet's date (`dt=…/`).
+    pub predictions_parquet: String,
+    /// Lines of `clean/` objects that classify could not read, with their errors.
+    pub predictions_rejected: String,
 }
 
 impl Default for Prefixes {
@@ -24,6 +30,9 @@ impl Default for Prefixes {
             clean: "clean/".to_owned(),
             rejected: "rejected/".to_owned(),
             manifests: "manifests/".to_owned(),
+            predictions: "predictions/".to_owned(),
+            predictions_parquet: "predictions-parquet/".to_owned(),
+            predictions_rejected: "predictions-rejected/".to_owned(),
         }
     }
 }
@@ -58,13 +67,44 @@ pub struct IngestKeys {
     pub manifest: String,
 }
 
+/// Where classify writes the outputs for one clean object. Parquet keys depend on the
+/// tweets' dates as well; see [`ClassifyKeys::parquet`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClassifyKeys {
+    pub predictions: String,
+    pub rejected: String,
+    pub manifest: String,
+    parquet_prefix: String,
+    parquet_file: String,
+}
+
+/// The Hive partition of tweets with no date (Athena's projection on `dt` skips it; the
+/// JSON Lines output still has them).
+pub const UNDATED_PARTITION: &str = "undated";
+
+impl ClassifyKeys {
+    /// The Parquet object for the tweets of one day (`YYYY-MM-DD`, or
+    /// [`UNDATED_PARTITION`]). The input's relative key is flattened into the file name so
+    /// that each partition is one folder level, as Athena's partition projection expects.
+    pub fn parquet(&self, day: &str) -> String {
+        format!("{}dt={day}/{}", self.parquet_prefix, self.parquet_file)
+    }
+}
+
+/// Characters escaped when a relative key becomes one file name: `/` (which would nest
+/// folders inside a partition) and `%` (so the mapping stays one-to-one).
+const FLATTEN: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b'/').add(b'%');
+
 impl Prefixes {
-    fn roles(&self) -> [(&'static str, &str); 4] {
+    fn roles(&self) -> [(&'static str, &str); 7] {
         [
             ("raw", &self.raw),
             ("clean", &self.clean),
             ("rejected", &self.rejected),
             ("manifests", &self.manifests),
+            ("predictions", &self.predictions),
+            ("predictions_parquet", &self.predictions_parquet),
+            ("predictions_rejected", &self.predictions_rejected),
         ]
     }
 
@@ -104,6 +144,41 @@ impl Prefixes {
             manifest: format!("{}ingest/{relative}.json", self.manifests),
         };
         for key in [&keys.clean, &keys.rejected, &keys.manifest] {
+            ensure_outside(key, &self.raw)?;
+        }
+        Ok(keys)
+    }
+}
+
+impl Prefixes {
+    /// The outputs of classifying `clean_key`, named after its relative key with ingest's
+    /// `.jsonl` suffix dropped: `predictions/<stem>.jsonl`, `predictions-rejected/<stem>.jsonl`,
+    /// `manifests/classify/<stem>.json` and `predictions-parquet/dt=<day>/<stem>.parquet`.
+    pub fn classify_keys(&self, clean_key: &str) -> Result<ClassifyKeys, KeyError> {
+        let relative = relative_key(clean_key, &self.clean)?;
+        let stem = relative.strip_suffix(".jsonl").unwrap_or(relative);
+        let stem = if stem.is_empty() || stem.ends_with('/') {
+            relative
+        } else {
+            stem
+        };
+        let keys = ClassifyKeys {
+            predictions: format!("{}{stem}.jsonl", self.predictions),
+            rejected: format!("{}{stem}.jsonl", self.predictions_rejected),
+            manifest: format!("{}classify/{stem}.json", self.manifests),
+            parquet_prefix: self.predictions_parquet.clone(),
+            parquet_file: format!(
+                "{}.parquet",
+                percent_encoding::utf8_percent_encode(stem, FLATTEN)
+            ),
+        };
+        for key in [
+            &keys.predictions,
+            &keys.rejected,
+            &keys.manifest,
+            &keys.parquet(UNDATED_PARTITION),
+        ] {
+            ensure_outside(key, &self.clean)?;
             ensure_outside(key, &self.raw)?;
         }
         Ok(keys)
@@ -174,6 +249,54 @@ mod tests {
             prefixes.ingest_keys("raw/folder/"),
             Err(KeyError::EmptyRelativeKey { .. })
         ));
+    }
+
+    #[test]
+    fn classify_keys_drop_the_ingest_suffix_and_flatten_the_parquet_name() {
+        let keys = Prefixes::default()
+            .classify_keys("clean/2024/05/my tweets+more%.json.gz.jsonl")
+            .expect("under clean/");
+        assert_eq!(
+            keys.predictions,
+            "predictions/2024/05/my tweets+more%.json.gz.jsonl"
+        );
+        assert_eq!(
+            keys.rejected,
+            "predictions-rejected/2024/05/my tweets+more%.json.gz.jsonl"
+        );
+        assert_eq!(
+            keys.manifest,
+            "manifests/classify/2024/05/my tweets+more%.json.gz.json"
+        );
+        assert_eq!(
+            keys.parquet("2024-05-01"),
+            "predictions-parquet/dt=2024-05-01/2024%2F05%2Fmy tweets+more%25.json.gz.parquet"
+        );
+    }
+
+    #[test]
+    fn classify_keys_of_a_file_named_only_the_suffix_keep_it() {
+        let keys = Prefixes::default()
+            .classify_keys("clean/a/.jsonl")
+            .expect("under clean/");
+        assert_eq!(keys.predictions, "predictions/a/.jsonl.jsonl");
+    }
+
+    #[test]
+    fn classify_refuses_keys_outside_clean() {
+        assert!(matches!(
+            Prefixes::default().classify_keys("raw/a.jsonl"),
+            Err(KeyError::OutsideTrigger { .. })
+        ));
+    }
+
+    #[test]
+    fn predictions_inside_the_clean_prefix_are_refused() {
+        let nested = Prefixes {
+            predictions: "clean/predictions/".to_owned(),
+            ..Prefixes::default()
+        };
+        assert!(matches!(nested.validate(), Err(KeyError::Overlap { .. })));
     }
 
     #[test]

@@ -11,7 +11,10 @@ pub mod memory;
 pub mod ports;
 pub mod s3;
 
-pub use config::{ConfigError, IngestConfig};
+pub use config::{
+    AmazonMlConfig, BackendConfig, CandleConfig, ClassifyConfig, ConfigError, IngestConfig,
+    PredictConfig,
+};
 pub use event::{EventItem, ObjectRef, object_refs};
 pub use ingest::{IngestError, IngestManifest, IngestOutputs, IngestTiming, ingest_object};
 pub use keys::{KeyError, Prefixes};
