@@ -7,7 +7,9 @@
 
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use pipeline::event::EventError;
-use pipeline::{Buckets, EventItem, IngestConfig, IngestError, ObjectRef, StoreError, object_refs};
+use pipeline::{
+    Buckets, EventItem, IngestConfig, IngestError, ObjectRef, StoreError, error_chain, object_refs,
+};
 use serde::Serialize;
 use serde_json::Value;
 use tracing::{info, warn};
@@ -76,21 +78,6 @@ impl From<HandlerError> for Diagnostic {
             error_message: error_chain(&error),
         }
     }
-}
-
-/// The error and its causes on one line, for the caller and the logs.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut cause = error.source();
-    while let Some(inner) = cause {
-        let text = inner.to_string();
-        if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-        cause = inner.source();
-    }
-    message
 }
 
 impl<B: Buckets> Handler<B> {

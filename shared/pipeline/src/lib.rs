@@ -1,6 +1,7 @@
 //! The pipeline's use cases over small storage ports, the bucket key contract, and the
 //! adapters: S3 (`s3`), a local folder (`local`) and, for tests, memory (`memory`).
 
+pub mod classify;
 pub mod config;
 pub mod event;
 pub mod ingest;
@@ -8,9 +9,11 @@ pub mod keys;
 pub mod local;
 #[cfg(any(test, feature = "memory"))]
 pub mod memory;
+pub mod parquet_table;
 pub mod ports;
 pub mod s3;
 
+pub use classify::{ClassifyManifest, ClassifyObjectError, PredictionRecord, classify_object};
 pub use config::{
     AmazonMlConfig, BackendConfig, CandleConfig, ClassifyConfig, ConfigError, IngestConfig,
     PredictConfig,
@@ -18,4 +21,22 @@ pub use config::{
 pub use event::{EventItem, ObjectRef, object_refs};
 pub use ingest::{IngestError, IngestManifest, IngestOutputs, IngestTiming, ingest_object};
 pub use keys::{KeyError, Prefixes};
-pub use ports::{Buckets, ObjectBody, Payload, ReadObject, StoreError, WriteObject};
+pub use ports::{
+    Buckets, Classified, Classify, ClassifyError, ModelInfo, ObjectBody, Payload, ReadObject,
+    StoreError, WriteObject,
+};
+
+/// An error and its causes on one line, for callers and logs.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        let text = inner.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        cause = inner.source();
+    }
+    message
+}

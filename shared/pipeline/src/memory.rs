@@ -116,3 +116,114 @@ impl WriteObject for MemoryBucket {
         Ok(())
     }
 }
+
+/// A classifier fake for tests: `positive` when a text contains "love", `negative` for
+/// "hate", else `neutral`. A text containing `POISON` fails for good; the next
+/// [`KeywordClassifier::fail_next_calls`] calls fail as a throttled service would.
+#[derive(Debug)]
+pub struct KeywordClassifier {
+    model: crate::ports::ModelInfo,
+    failing_calls: Mutex<usize>,
+    calls: Mutex<Vec<usize>>,
+}
+
+impl Default for KeywordClassifier {
+    fn default() -> Self {
+        Self {
+            model: crate::ports::ModelInfo {
+                name: "keywords".to_owned(),
+                version: "1".to_owned(),
+                backend: "fake".to_owned(),
+                labels: ["negative", "neutral", "positive"]
+                    .map(str::to_owned)
+                    .to_vec(),
+            },
+            failing_calls: Mutex::new(0),
+            calls: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl KeywordClassifier {
+    pub fn fail_next_calls(&self, count: usize) {
+        *self
+            .failing_calls
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = count;
+    }
+
+    /// How many texts each call received, in call order.
+    pub fn calls(&self) -> Vec<usize> {
+        self.calls
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn label(text: &str) -> &'static str {
+        if text.contains("love") {
+            "positive"
+        } else if text.contains("hate") {
+            "negative"
+        } else {
+            "neutral"
+        }
+    }
+}
+
+impl crate::ports::Classify for KeywordClassifier {
+    fn model(&self) -> &crate::ports::ModelInfo {
+        &self.model
+    }
+
+    async fn classify(
+        &self,
+        texts: Vec<String>,
+    ) -> Result<crate::ports::Classified, crate::ports::ClassifyError> {
+        self.calls
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(texts.len());
+        {
+            let mut failing = self
+                .failing_calls
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if *failing > 0 {
+                *failing -= 1;
+                return Err(crate::ports::ClassifyError {
+                    retryable: true,
+                    source: "throttled".into(),
+                });
+            }
+        }
+        if texts.iter().any(|text| text.contains("POISON")) {
+            return Err(crate::ports::ClassifyError {
+                retryable: false,
+                source: "this text cannot be classified".into(),
+            });
+        }
+        let predictions = texts
+            .iter()
+            .map(|text| {
+                let label = Self::label(text);
+                let scores: BTreeMap<String, f32> = self
+                    .model
+                    .labels
+                    .iter()
+                    .map(|name| (name.clone(), if name == label { 0.8 } else { 0.1 }))
+                    .collect();
+                tweets::Prediction {
+                    label: Some(label.to_owned()),
+                    score: 0.8,
+                    labels: vec![label.to_owned()],
+                    scores,
+                }
+            })
+            .collect();
+        Ok(crate::ports::Classified {
+            predictions,
+            ..crate::ports::Classified::default()
+        })
+    }
+}

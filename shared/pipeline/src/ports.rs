@@ -6,7 +6,11 @@ use std::future::Future;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::pin::Pin;
 
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
 use tokio::io::AsyncRead;
+use tweets::Prediction;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -70,6 +74,48 @@ impl StoreError {
             }
         )
     }
+}
+
+/// The classification port: texts in, one prediction per text out, in order. Implemented by
+/// the bundled Candle model and by an Amazon ML endpoint; fakes implement it in tests.
+pub trait Classify: Sync {
+    /// What is classifying, stamped on every prediction.
+    fn model(&self) -> &ModelInfo;
+
+    fn classify(
+        &self,
+        texts: Vec<String>,
+    ) -> impl Future<Output = Result<Classified, ClassifyError>> + Send;
+}
+
+/// The model behind a [`Classify`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    pub name: String,
+    pub version: String,
+    /// `candle` or `amazon-ml`.
+    pub backend: String,
+    pub labels: Vec<String>,
+}
+
+/// Predictions for a batch of texts, in input order, and where the time went.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Classified {
+    pub predictions: Vec<Prediction>,
+    /// Turning texts into model inputs (zero for a remote backend).
+    pub tokenize: Duration,
+    /// Computing (or, for a remote backend, waiting for) the predictions.
+    pub infer: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("classifying failed")]
+pub struct ClassifyError {
+    /// Whether the same call may succeed later (throttling, timeouts, a service error); a
+    /// batch that fails for good is retried text by text so one bad text loses nothing else.
+    pub retryable: bool,
+    #[source]
+    pub source: BoxError,
 }
 
 /// Bytes to store, kept in memory while small and spilled to a temporary file past

@@ -75,6 +75,24 @@ pub struct Rejection {
     pub raw_truncated: bool,
 }
 
+impl Rejection {
+    /// A rejection carrying at most 64 KiB of the raw record; `raw` is the record's bytes
+    /// and whether they were already cut short.
+    pub fn new(source: SourceRef, bytes: u64, error: String, raw: Option<(&[u8], bool)>) -> Self {
+        let raw_truncated = raw.is_some_and(|(raw, cut)| cut || raw.len() > MAX_RAW_IN_REJECTION);
+        let raw = raw.map(|(raw, _)| {
+            String::from_utf8_lossy(&raw[..raw.len().min(MAX_RAW_IN_REJECTION)]).into_owned()
+        });
+        Self {
+            source,
+            bytes,
+            error,
+            raw,
+            raw_truncated,
+        }
+    }
+}
+
 /// Failures that stop an object without a verdict on its records: retry them.
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -252,17 +270,7 @@ impl<K: Write, J: Write> Run<'_, K, J> {
         error: String,
         raw: Option<(&[u8], bool)>,
     ) -> Result<(), IngestError> {
-        let raw_truncated = raw.is_some_and(|(raw, cut)| cut || raw.len() > MAX_RAW_IN_REJECTION);
-        let raw = raw.map(|(raw, _)| {
-            String::from_utf8_lossy(&raw[..raw.len().min(MAX_RAW_IN_REJECTION)]).into_owned()
-        });
-        let rejection = Rejection {
-            source,
-            bytes,
-            error,
-            raw,
-            raw_truncated,
-        };
+        let rejection = Rejection::new(source, bytes, error, raw);
         write_json_line(self.rejected_out, &rejection, "rejections")?;
         self.report.rejected += 1;
         Ok(())
