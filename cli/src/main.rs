@@ -50,25 +50,13 @@ enum Command {
     Bench(commands::bench::BenchArgs),
 }
 
-/// Candle sizes its matrix-multiply parallelism from `RAYON_NUM_THREADS`, else from the
-/// *physical* core count, which is 1 on many 2-vCPU machines and Lambda sizes: every
-/// multiply would then run on one thread whatever `--threads` says. Default it to the logical
-/// CPU count; `--threads` still bounds the pool that runs the work.
-fn default_matmul_threads() {
-    if std::env::var_os("RAYON_NUM_THREADS").is_some() {
-        return;
-    }
-    let logical = std::thread::available_parallelism().map_or(1, usize::from);
-    // SAFETY: called first thing in `main`, before this process starts any other thread, so
+fn main() -> ExitCode {
+    // SAFETY: first statement of `main`, before this process starts any other thread, so
     // nothing can read the environment concurrently.
     #[allow(unsafe_code)]
     unsafe {
-        std::env::set_var("RAYON_NUM_THREADS", logical.to_string());
+        classifier::use_every_cpu_for_matmul();
     }
-}
-
-fn main() -> ExitCode {
-    default_matmul_threads();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

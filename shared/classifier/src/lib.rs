@@ -13,3 +13,24 @@ pub use engine::{
 pub use labels::{LabelsFile, ProblemType};
 pub use model_dir::{LoadError, ModelFiles};
 pub use tweets::Prediction;
+
+/// Candle sizes its matrix-multiply parallelism from `RAYON_NUM_THREADS`, else from the
+/// *physical* core count, which is 1 on many 2-vCPU machines and Lambda sizes: every
+/// multiply would then run on one thread. This defaults the variable to the logical CPU
+/// count (an explicit setting wins); `InferenceOptions::threads` still bounds the pool that
+/// runs the work.
+///
+/// # Safety
+/// Sets an environment variable: call it before any other thread of the process exists
+/// (first thing in `main`, before an async runtime starts).
+#[allow(unsafe_code)]
+pub unsafe fn use_every_cpu_for_matmul() {
+    if std::env::var_os("RAYON_NUM_THREADS").is_some() {
+        return;
+    }
+    let logical = std::thread::available_parallelism().map_or(1, usize::from);
+    // SAFETY: the caller guarantees no other thread is running (see `# Safety`).
+    unsafe {
+        std::env::set_var("RAYON_NUM_THREADS", logical.to_string());
+    }
+}

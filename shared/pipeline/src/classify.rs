@@ -22,7 +22,8 @@ use crate::ingest::{JSON, JSON_LINES, elapsed_ms, json_payload};
 use crate::keys::{ClassifyKeys, KeyError};
 use crate::parquet_table::{ParquetError, PartitionedPredictions};
 use crate::ports::{
-    Classify, ClassifyError, ModelInfo, Payload, ReadObject, StoreError, WriteObject,
+    Classify, ClassifyError, ClassifyFailure, ModelInfo, Payload, ReadObject, StoreError,
+    WriteObject,
 };
 
 pub const PARQUET: &str = "application/vnd.apache.parquet";
@@ -156,7 +157,7 @@ impl ClassifyObjectError {
         match self {
             Self::Key(_) | Self::Parquet(_) | Self::Conservation { .. } => false,
             Self::Store(error) => error.is_retryable(),
-            Self::Classifier(error) => error.retryable,
+            Self::Classifier(error) => error.is_retryable(),
             Self::Read(_) | Self::Deadline { .. } | Self::Task(_) => true,
         }
     }
@@ -452,8 +453,8 @@ struct BatchOutcome {
     infer: Duration,
 }
 
-/// Classifies a batch; when the batch fails for a reason retrying will not fix, classifies
-/// its texts one by one so that only the texts that fail on their own are rejected.
+/// Classifies a batch; when the batch fails because of its texts, classifies them one by one
+/// so that only the texts that fail on their own are rejected.
 async fn classify_batch(
     classifier: &impl Classify,
     texts: Vec<String>,
@@ -467,16 +468,17 @@ async fn classify_batch(
                 infer: classified.infer,
             });
         }
-        Ok(classified) => ClassifyError {
-            retryable: false,
-            source: format!(
-                "the classifier returned {} predictions for {count} texts",
-                classified.predictions.len()
-            )
-            .into(),
-        },
-        Err(error) if error.retryable => return Err(error),
-        Err(error) => error,
+        Ok(classified) => {
+            return Err(ClassifyError::new(
+                ClassifyFailure::Backend,
+                format!(
+                    "the classifier returned {} predictions for {count} texts",
+                    classified.predictions.len()
+                ),
+            ));
+        }
+        Err(error) if error.failure == ClassifyFailure::Input => error,
+        Err(error) => return Err(error),
     };
     tracing::warn!(
         error = %error_chain(&error),
@@ -500,8 +502,10 @@ async fn classify_batch(
                         }
                     });
             }
-            Err(error) if error.retryable => return Err(error),
-            Err(error) => outcome.results.push(Err(error_chain(&error))),
+            Err(error) if error.failure == ClassifyFailure::Input => {
+                outcome.results.push(Err(error_chain(&error)));
+            }
+            Err(error) => return Err(error),
         }
     }
     Ok(outcome)

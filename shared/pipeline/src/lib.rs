@@ -1,6 +1,12 @@
 //! The pipeline's use cases over small storage ports, the bucket key contract, and the
 //! adapters: S3 (`s3`), a local folder (`local`) and, for tests, memory (`memory`).
 
+#[cfg(feature = "amazon-ml")]
+pub mod amazon_ml;
+#[cfg(feature = "backends")]
+pub mod backend;
+#[cfg(feature = "candle")]
+pub mod candle;
 pub mod classify;
 pub mod config;
 pub mod event;
@@ -22,8 +28,8 @@ pub use event::{EventItem, ObjectRef, object_refs};
 pub use ingest::{IngestError, IngestManifest, IngestOutputs, IngestTiming, ingest_object};
 pub use keys::{KeyError, Prefixes};
 pub use ports::{
-    Buckets, Classified, Classify, ClassifyError, ModelInfo, ObjectBody, Payload, ReadObject,
-    StoreError, WriteObject,
+    Buckets, Classified, Classify, ClassifyError, ClassifyFailure, ModelInfo, ObjectBody, Payload,
+    ReadObject, StoreError, WriteObject,
 };
 
 /// An error and its causes on one line, for callers and logs.

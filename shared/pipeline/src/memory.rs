@@ -191,17 +191,17 @@ impl crate::ports::Classify for KeywordClassifier {
                 .unwrap_or_else(PoisonError::into_inner);
             if *failing > 0 {
                 *failing -= 1;
-                return Err(crate::ports::ClassifyError {
-                    retryable: true,
-                    source: "throttled".into(),
-                });
+                return Err(crate::ports::ClassifyError::new(
+                    crate::ports::ClassifyFailure::Transient,
+                    "throttled",
+                ));
             }
         }
         if texts.iter().any(|text| text.contains("POISON")) {
-            return Err(crate::ports::ClassifyError {
-                retryable: false,
-                source: "this text cannot be classified".into(),
-            });
+            return Err(crate::ports::ClassifyError::new(
+                crate::ports::ClassifyFailure::Input,
+                "this text cannot be classified",
+            ));
         }
         let predictions = texts
             .iter()

@@ -111,11 +111,33 @@ pub struct Classified {
 #[derive(Debug, thiserror::Error)]
 #[error("classifying failed")]
 pub struct ClassifyError {
-    /// Whether the same call may succeed later (throttling, timeouts, a service error); a
-    /// batch that fails for good is retried text by text so one bad text loses nothing else.
-    pub retryable: bool,
+    pub failure: ClassifyFailure,
     #[source]
     pub source: BoxError,
+}
+
+/// What a classification failure means for the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClassifyFailure {
+    /// The same call may succeed later (throttling, timeouts, a service error): retry.
+    Transient,
+    /// Something in the texts: classify them one by one so only the bad ones are rejected.
+    Input,
+    /// The backend cannot work at all (missing model, wrong endpoint): fail, do not retry.
+    Backend,
+}
+
+impl ClassifyError {
+    pub fn new(failure: ClassifyFailure, source: impl Into<BoxError>) -> Self {
+        Self {
+            failure,
+            source: source.into(),
+        }
+    }
+
+    pub fn is_retryable(&self) -> bool {
+        self.failure == ClassifyFailure::Transient
+    }
 }
 
 /// Bytes to store, kept in memory while small and spilled to a temporary file past

@@ -1,0 +1,354 @@
+//! The classify function: S3 notifications (or a console `{"bucket", "key"}`) for objects
+//! under the clean prefix become predictions — JSON Lines, date-partitioned Parquet — and a
+//! manifest.
+//!
+//! Failure semantics: a corrupt line is rejected with its reason and the rest classified; a
+//! transient failure (storage, a throttled backend, too little time left before the
+//! invocation deadline) returns an error so Lambda retries the event and then hands it to
+//! the on-failure destination. Outputs are never presented as complete unless they are:
+//! the manifest is written last.
+
+use std::time::{Instant, SystemTime};
+
+use lambda_runtime::{Diagnostic, LambdaEvent};
+use pipeline::event::EventError;
+use pipeline::{
+    Buckets, Classify, ClassifyConfig, ClassifyObjectError, EventItem, ObjectRef, StoreError,
+    error_chain, object_refs,
+};
+use serde::Serialize;
+use serde_json::Value;
+use tracing::{info, warn};
+
+/// Holds what `main` built once (store, model, settings), for every invocation.
+#[derive(Debug)]
+pub struct Handler<B, C> {
+    buckets: B,
+    classifier: C,
+    config: ClassifyConfig,
+}
+
+/// What one invocation did, object by object.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClassifyResponse {
+    pub objects: Vec<ObjectOutcome>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ObjectOutcome {
+    pub bucket: String,
+    pub key: String,
+    #[serde(flatten)]
+    pub status: Status,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Status {
+    Classified {
+        manifest: String,
+        tweets_in: u64,
+        predicted: u64,
+        rejected: u64,
+    },
+    /// Nothing to do: not an object-created event, a key outside the clean prefix, or an
+    /// object deleted before it could be read.
+    Skipped { reason: String },
+}
+
+/// Why an invocation failed; `error_type` tells retryable failures from bad requests.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    #[error(transparent)]
+    InvalidEvent(#[from] EventError),
+    #[error("classifying s3://{bucket}/{key} failed: {source}")]
+    Classify {
+        bucket: String,
+        key: String,
+        #[source]
+        source: ClassifyObjectError,
+    },
+}
+
+impl From<HandlerError> for Diagnostic {
+    fn from(error: HandlerError) -> Self {
+        let error_type = match &error {
+            HandlerError::InvalidEvent(_) => "InvalidEvent",
+            HandlerError::Classify {
+                source: ClassifyObjectError::Deadline { .. },
+                ..
+            } => "Retryable.DeadlineTooClose",
+            HandlerError::Classify { source, .. } if source.is_retryable() => {
+                "Retryable.ClassifyFailed"
+            }
+            HandlerError::Classify { .. } => "ClassifyFailed",
+        };
+        Diagnostic {
+            error_type: error_type.to_owned(),
+            error_message: error_chain(&error),
+        }
+    }
+}
+
+impl<B: Buckets, C: Classify> Handler<B, C> {
+    pub fn new(buckets: B, classifier: C, config: ClassifyConfig) -> Self {
+        Self {
+            buckets,
+            classifier,
+            config,
+        }
+    }
+
+    pub async fn handle(
+        &self,
+        event: LambdaEvent<Value>,
+    ) -> Result<ClassifyResponse, HandlerError> {
+        let finish_by = finish_by(event.context.deadline, &self.config);
+        let mut objects = Vec::new();
+        for item in object_refs(event.payload)? {
+            match item {
+                EventItem::Ignored { event_name } => {
+                    info!(event_name, "ignored a record that creates no object");
+                }
+                EventItem::Object(object) => objects.push(self.classify(object, finish_by).await?),
+            }
+        }
+        Ok(ClassifyResponse { objects })
+    }
+
+    async fn classify(
+        &self,
+        object: ObjectRef,
+        finish_by: Option<Instant>,
+    ) -> Result<ObjectOutcome, HandlerError> {
+        let ObjectRef { bucket, key } = object;
+        let store = self.buckets.bucket(&bucket);
+        let outcome = pipeline::classify_object(
+            &store,
+            &store,
+            &self.classifier,
+            &key,
+            &self.config,
+            finish_by,
+        )
+        .await;
+        let status = match outcome {
+            Ok(manifest) => {
+                let timing = manifest.timing_ms;
+                info!(
+                    bucket,
+                    key,
+                    tweets_in = manifest.tweets_in,
+                    predicted = manifest.predicted,
+                    rejected = manifest.rejected,
+                    read_ms = timing.read,
+                    tokenize_ms = timing.tokenize,
+                    infer_ms = timing.infer,
+                    write_ms = timing.write,
+                    "classified"
+                );
+                Status::Classified {
+                    manifest: manifest.outputs.manifest,
+                    tweets_in: manifest.tweets_in,
+                    predicted: manifest.predicted,
+                    rejected: manifest.rejected,
+                }
+            }
+            Err(ClassifyObjectError::Key(error)) => {
+                warn!(bucket, key, %error, "skipped a key this function does not handle");
+                Status::Skipped {
+                    reason: error.to_string(),
+                }
+            }
+            Err(ClassifyObjectError::Store(error @ StoreError::NotFound { .. })) => {
+                warn!(bucket, key, %error, "skipped an object deleted before it was read");
+                Status::Skipped {
+                    reason: error.to_string(),
+                }
+            }
+            Err(source) => {
+                tracing::error!(
+                    bucket,
+                    key,
+                    error = %error_chain(&source),
+                    retryable = source.is_retryable(),
+                    "classify failed"
+                );
+                return Err(HandlerError::Classify {
+                    bucket,
+                    key,
+                    source,
+                });
+            }
+        };
+        Ok(ObjectOutcome {
+            bucket,
+            key,
+            status,
+        })
+    }
+}
+
+/// The instant classification must be done by: the invocation deadline (milliseconds since
+/// the epoch, as the runtime API gives it) minus the configured reserve. A zero deadline —
+/// a context built outside Lambda — means none.
+fn finish_by(deadline_ms: u64, config: &ClassifyConfig) -> Option<Instant> {
+    if deadline_ms == 0 {
+        return None;
+    }
+    let deadline = SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(deadline_ms);
+    let remaining = deadline
+        .duration_since(SystemTime::now())
+        .unwrap_or_default()
+        .saturating_sub(config.deadline_reserve);
+    Some(Instant::now() + remaining)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use lambda_runtime::Context;
+    use pipeline::memory::{KeywordClassifier, MemoryBuckets};
+    use serde_json::json;
+
+    use super::*;
+
+    const TWEET: &str = r#"{"id":"1","created_at":"2024-05-01T10:00:00Z","author_id":null,"author_handle":null,"lang":"en","text":"I love it","clean_text":"i love it","is_retweet":false,"is_quote":false,"is_reply":false,"hashtags":[],"mentions":[],"urls":[],"source":{"key":"raw/a b+c.json","index":0,"offset":0,"line":1}}"#;
+
+    fn handler(buckets: &MemoryBuckets) -> Handler<MemoryBuckets, KeywordClassifier> {
+        Handler::new(
+            buckets.clone(),
+            KeywordClassifier::default(),
+            ClassifyConfig::default(),
+        )
+    }
+
+    fn invoke(payload: Value, deadline_ms: u64) -> LambdaEvent<Value> {
+        let mut context = Context::default();
+        context.deadline = deadline_ms;
+        LambdaEvent::new(payload, context)
+    }
+
+    fn in_ms(from_now: Duration) -> u64 {
+        let at = SystemTime::now() + from_now;
+        u64::try_from(
+            at.duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_millis(),
+        )
+        .unwrap_or(u64::MAX)
+    }
+
+    fn put_event(bucket: &str, encoded_key: &str) -> Value {
+        let template = include_str!("../../../infra/events/classify-s3-put.json");
+        let mut event: Value = serde_json::from_str(template).expect("fixture is JSON");
+        event["Records"][0]["s3"]["bucket"]["name"] = json!(bucket);
+        event["Records"][0]["s3"]["object"]["key"] = json!(encoded_key);
+        event
+    }
+
+    #[tokio::test]
+    async fn s3_put_with_an_encoded_key_is_classified() {
+        let buckets = MemoryBuckets::new();
+        buckets.insert("b", "clean/a b+c.json.jsonl", TWEET);
+        let response = handler(&buckets)
+            .handle(invoke(
+                put_event("b", "clean/a+b%2Bc.json.jsonl"),
+                in_ms(Duration::from_secs(60)),
+            ))
+            .await
+            .expect("classified");
+        assert_eq!(
+            response.objects[0].status,
+            Status::Classified {
+                manifest: "manifests/classify/a b+c.json.json".to_owned(),
+                tweets_in: 1,
+                predicted: 1,
+                rejected: 0,
+            }
+        );
+        assert!(
+            buckets
+                .object("b", "predictions/a b+c.json.jsonl")
+                .is_some()
+        );
+        assert!(
+            buckets
+                .object("b", "predictions-parquet/dt=2024-05-01/a b+c.json.parquet")
+                .is_some()
+        );
+    }
+
+    #[tokio::test]
+    async fn the_console_form_works_and_other_prefixes_are_skipped() {
+        let buckets = MemoryBuckets::new();
+        buckets.insert("b", "clean/x.jsonl", TWEET);
+        let response = handler(&buckets)
+            .handle(invoke(json!({"bucket": "b", "key": "clean/x.jsonl"}), 0))
+            .await
+            .expect("classified");
+        assert!(matches!(
+            response.objects[0].status,
+            Status::Classified { predicted: 1, .. }
+        ));
+        // Its own output: skipped, never classified again.
+        let response = handler(&buckets)
+            .handle(invoke(
+                json!({"bucket": "b", "key": "predictions/x.jsonl"}),
+                0,
+            ))
+            .await
+            .expect("skipped");
+        assert!(
+            matches!(&response.objects[0].status, Status::Skipped { reason } if reason.contains("not under the trigger prefix"))
+        );
+    }
+
+    #[tokio::test]
+    async fn too_little_time_left_is_a_retryable_deadline_error_with_no_output() {
+        let buckets = MemoryBuckets::new();
+        buckets.insert("b", "clean/x.jsonl", TWEET);
+        // 5 s left, but the default reserve keeps 10 s for writing.
+        let error = handler(&buckets)
+            .handle(invoke(
+                json!({"bucket": "b", "key": "clean/x.jsonl"}),
+                in_ms(Duration::from_secs(5)),
+            ))
+            .await
+            .expect_err("no time");
+        let diagnostic = Diagnostic::from(error);
+        assert_eq!(diagnostic.error_type, "Retryable.DeadlineTooClose");
+        assert!(
+            diagnostic
+                .error_message
+                .contains("raise the function timeout")
+        );
+        assert_eq!(buckets.keys("b"), vec!["clean/x.jsonl"]);
+    }
+
+    #[tokio::test]
+    async fn a_transient_read_failure_is_retryable() {
+        let buckets = MemoryBuckets::new();
+        buckets.insert("b", "clean/x.jsonl", TWEET);
+        buckets.fail_next_reads(1);
+        let error = handler(&buckets)
+            .handle(invoke(json!({"bucket": "b", "key": "clean/x.jsonl"}), 0))
+            .await
+            .expect_err("fails");
+        assert_eq!(
+            Diagnostic::from(error).error_type,
+            "Retryable.ClassifyFailed"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unsupported_payload_gets_a_clear_error() {
+        let buckets = MemoryBuckets::new();
+        let error = handler(&buckets)
+            .handle(invoke(json!({"texts": ["hi"]}), 0))
+            .await
+            .expect_err("refused");
+        assert_eq!(Diagnostic::from(error).error_type, "InvalidEvent");
+    }
+}
