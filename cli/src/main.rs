@@ -22,16 +22,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the pipeline over a folder of raw files; OUT mirrors the bucket layout
-    /// (clean/, rejected/, manifests/).
-    Run {
-        /// A folder of raw tweet files (any supported shape, gzip or not), or one file.
-        #[arg(default_value = "examples/raw")]
-        input: PathBuf,
-        /// Where to write the outputs.
-        #[arg(long, short, default_value = "out")]
-        out: PathBuf,
-    },
+    /// Run ingest and classify end to end; the output mirrors the bucket layout (clean/,
+    /// rejected/, predictions/, predictions-parquet/dt=…/, manifests/). Input and output may
+    /// be local folders or s3://bucket/prefix.
+    Run(commands::run::RunArgs),
     /// Parse and clean one raw file (`-` for standard input) into OUT/clean.jsonl,
     /// OUT/rejected.jsonl and OUT/manifest.json.
     Ingest {
@@ -68,7 +62,7 @@ fn main() -> ExitCode {
     let outcome = IngestConfig::from_env()
         .map_err(anyhow::Error::from)
         .and_then(|config| match cli.command {
-            Command::Run { input, out } => commands::run::run(&input, &out, &config),
+            Command::Run(args) => commands::run::run(&args, &config),
             Command::Ingest { input, out } => commands::ingest::ingest(&input, &out, &config),
             Command::Classify(args) => commands::classify::classify(&args),
             Command::Train(args) => commands::train::train(&args),

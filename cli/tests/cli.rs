@@ -68,6 +68,39 @@ fn run_with_defaults_ingests_the_bundled_examples_into_the_bucket_layout() {
             .join("rejected/firehose-2024-05-03-10-00-00-abc.jsonl")
             .is_file()
     );
+
+    // Every kept tweet has exactly one prediction, by the bundled model.
+    assert!(stdout.contains("classified          27"), "{stdout}");
+    let mut predicted_ids = Vec::new();
+    for entry in std::fs::read_dir(out.path().join("predictions")).expect("predictions") {
+        let text = std::fs::read_to_string(entry.expect("entry").path()).expect("readable");
+        for line in text.lines() {
+            let record: serde_json::Value = serde_json::from_str(line).expect("JSON line");
+            assert_eq!(record["model_name"], "sentiment");
+            assert!(record["scores"]["negative"].is_number());
+            predicted_ids.push(record["id"].as_str().expect("id").to_owned());
+        }
+    }
+    assert_eq!(predicted_ids.len(), 27);
+    let partitions: Vec<String> = std::fs::read_dir(out.path().join("predictions-parquet"))
+        .expect("parquet partitions")
+        .map(|entry| {
+            entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    assert!(
+        partitions.contains(&"dt=2024-05-01".to_owned()),
+        "{partitions:?}"
+    );
+    assert!(
+        out.path()
+            .join("manifests/classify/v1.1 search airlines.json.manifest.json")
+            .is_file()
+    );
 }
 
 #[test]

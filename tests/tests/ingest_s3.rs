@@ -172,7 +172,7 @@ async fn redelivered_event_rewrites_identical_objects() {
     }
     let first_manifest = manifest(
         &stack,
-        "manifests/ingest/redelivery/mixed errors.jsonl.json",
+        "manifests/ingest/redelivery/mixed errors.jsonl.manifest.json",
     )
     .await;
     let keys_after_first = moto::keys(&stack.client, BUCKET).await;
@@ -197,7 +197,7 @@ async fn redelivered_event_rewrites_identical_objects() {
     }
     let second_manifest = manifest(
         &stack,
-        "manifests/ingest/redelivery/mixed errors.jsonl.json",
+        "manifests/ingest/redelivery/mixed errors.jsonl.manifest.json",
     )
     .await;
     assert_eq!(

@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use classifier::{Classifier, InferenceOptions};
 use serde::{Deserialize, Serialize};
 
-use super::classify::default_model_dir;
+use pipeline::candle::bundled_model_dir;
 
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
@@ -80,7 +80,7 @@ struct ProbeTimings {
 const PROBE_TEXT: &str = "@united two hours on hold and the call dropped, again. Not impressed 😡";
 
 pub fn bench(args: &BenchArgs) -> anyhow::Result<()> {
-    let model_dir = args.model.clone().unwrap_or_else(default_model_dir);
+    let model_dir = args.model.clone().unwrap_or_else(bundled_model_dir);
     let options = InferenceOptions {
         threads: (args.threads > 0).then_some(args.threads),
         ..InferenceOptions::default()

@@ -24,18 +24,11 @@ pub struct ClassifyArgs {
     pub threads: Option<usize>,
 }
 
-/// The bundled default model, found from the working directory (a checkout) or from where
-/// this binary was built.
-pub fn default_model_dir() -> PathBuf {
-    let relative = Path::new("models/sentiment");
-    if relative.is_dir() {
-        return relative.to_path_buf();
-    }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/sentiment")
-}
-
 pub fn classify(args: &ClassifyArgs) -> anyhow::Result<()> {
-    let model_dir = args.model.clone().unwrap_or_else(default_model_dir);
+    let model_dir = args
+        .model
+        .clone()
+        .unwrap_or_else(pipeline::candle::bundled_model_dir);
     let options = InferenceOptions {
         threads: args.threads,
         ..InferenceOptions::default()

@@ -1,78 +1,310 @@
-//! `tweetclf run INPUT --out DIR`: every file of a folder through the pipeline, with the
-//! bucket layout mirrored under DIR.
+//! `tweetclf run INPUT --out OUTPUT`: every raw file through ingest and classify, with the
+//! bucket layout mirrored under OUTPUT. Either side may be a local folder or
+//! `s3://bucket/prefix` (a backfill from a laptop against real S3).
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
+use pipeline::backend::Backend;
+use pipeline::config::vars;
 use pipeline::local::LocalDir;
-use pipeline::{IngestConfig, ingest_object};
+use pipeline::rebased::Rebased;
+use pipeline::s3::{S3Bucket, S3Buckets, client};
+use pipeline::{
+    BackendConfig, Buckets, CandleConfig, Classify, ClassifyConfig, IngestConfig, ObjectBody,
+    Payload, ReadObject, StoreError, WriteObject, classify_object, ingest_object,
+};
 use tweets::Report;
 
 use crate::summary;
 
-pub fn run(input: &Path, out: &Path, config: &IngestConfig) -> anyhow::Result<()> {
-    let (root, files) = input_files(input)?;
-    if files.is_empty() {
-        bail!("no files to ingest under {}", input.display());
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Raw tweet files: a folder, one file, or `s3://bucket/prefix`.
+    #[arg(default_value = "examples/raw")]
+    pub input: String,
+    /// Where to write the outputs, in the bucket layout: a folder or `s3://bucket/prefix`.
+    #[arg(long, short, default_value = "out")]
+    pub out: String,
+    /// A model directory to classify with (default: the bundled sentiment model, or
+    /// Amazon ML when CLASSIFIER_BACKEND=amazon-ml).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Threads for the model's matrix kernels (default: every core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+/// Where files are read from or written to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Location {
+    Local(PathBuf),
+    S3 { bucket: String, prefix: String },
+}
+
+impl Location {
+    fn parse(text: &str) -> anyhow::Result<Self> {
+        let Some(rest) = text.strip_prefix("s3://") else {
+            return Ok(Self::Local(PathBuf::from(text)));
+        };
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            bail!("`{text}` names no bucket: expected s3://bucket/prefix");
+        }
+        let prefix = if prefix.is_empty() || prefix.ends_with('/') {
+            prefix.to_owned()
+        } else {
+            format!("{prefix}/")
+        };
+        Ok(Self::S3 {
+            bucket: bucket.to_owned(),
+            prefix,
+        })
     }
-    let source = LocalDir::mounted(&root, &config.prefixes.raw);
-    let sink = LocalDir::new(out);
+}
+
+/// A local folder or an S3 prefix behind the storage ports.
+#[derive(Debug)]
+enum Store {
+    Local(LocalDir),
+    S3(Rebased<S3Bucket>),
+}
+
+impl ReadObject for Store {
+    async fn get(&self, key: &str) -> Result<ObjectBody, StoreError> {
+        match self {
+            Self::Local(store) => store.get(key).await,
+            Self::S3(store) => store.get(key).await,
+        }
+    }
+}
+
+impl WriteObject for Store {
+    async fn put(
+        &self,
+        key: &str,
+        payload: Payload,
+        content_type: &'static str,
+    ) -> Result<(), StoreError> {
+        match self {
+            Self::Local(store) => store.put(key, payload, content_type).await,
+            Self::S3(store) => store.put(key, payload, content_type).await,
+        }
+    }
+}
+
+/// Totals over every file, for the summary table.
+#[derive(Debug, Default)]
+struct Totals {
+    ingest: Report,
+    predicted: u64,
+    classify_rejected: u64,
+    labels: BTreeMap<String, u64>,
+    unlabelled: u64,
+    classify_time: Duration,
+}
+
+pub fn run(args: &RunArgs, ingest: &IngestConfig) -> anyhow::Result<()> {
+    let mut classify = ClassifyConfig::from_env()?;
+    if args.model.is_some() || args.threads.is_some() {
+        classify.backend = BackendConfig::Candle(CandleConfig {
+            model_dir: args.model.clone(),
+            threads: args.threads,
+        });
+    }
+    let input = Location::parse(&args.input)?;
+    let output = Location::parse(&args.out)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    runtime.block_on(run_async(args, &input, &output, ingest, &classify))
+}
 
-    let progress = ProgressBar::new(files.len() as u64).with_style(
-        ProgressStyle::with_template("{spinner} ingesting [{bar:30}] {pos}/{len} files {wide_msg}")
+async fn run_async(
+    args: &RunArgs,
+    input: &Location,
+    output: &Location,
+    ingest: &IngestConfig,
+    classify: &ClassifyConfig,
+) -> anyhow::Result<()> {
+    let s3 = match (input, output) {
+        (Location::Local(_), Location::Local(_)) => None,
+        _ => Some(S3Buckets::new(
+            client(std::env::var(vars::S3_ENDPOINT_URL).ok().as_deref()).await,
+        )),
+    };
+    let raw_prefix = &ingest.prefixes.raw;
+    let (source, keys) = match input {
+        Location::Local(path) => {
+            let (root, files) = input_files(path)?;
+            let source = LocalDir::mounted(&root, raw_prefix);
+            let keys = files
+                .iter()
+                .map(|file| {
+                    source.key_of(file).with_context(|| {
+                        format!("{} has a name that is not valid UTF-8", file.display())
+                    })
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            (Store::Local(source), keys)
+        }
+        Location::S3 { bucket, prefix } => {
+            let bucket_store = s3_bucket(s3.as_ref(), bucket)?;
+            let listed = bucket_store
+                .list(prefix)
+                .await
+                .with_context(|| format!("listing s3://{bucket}/{prefix}"))?;
+            let source = Rebased::new(bucket_store, raw_prefix.clone(), prefix.clone());
+            let keys = listed
+                .iter()
+                .filter_map(|key| source.outer_key(key))
+                .collect();
+            (Store::S3(source), keys)
+        }
+    };
+    if keys.is_empty() {
+        bail!("no files to ingest under {}", args.input);
+    }
+    let sink = match output {
+        Location::Local(path) => Store::Local(LocalDir::new(path)),
+        Location::S3 { bucket, prefix } => Store::S3(Rebased::new(
+            s3_bucket(s3.as_ref(), bucket)?,
+            "",
+            prefix.clone(),
+        )),
+    };
+    let backend = Backend::load(&classify.backend)
+        .await
+        .context("loading the classifier")?;
+
+    let progress = ProgressBar::new(keys.len() as u64).with_style(
+        ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} files {wide_msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let started = Instant::now();
-    let mut total = Report::default();
+    let mut totals = Totals::default();
     let mut failures = Vec::new();
-    for path in &files {
-        let key = source
-            .key_of(path)
-            .with_context(|| format!("{} has a name that is not valid UTF-8", path.display()))?;
-        progress.set_message(key.clone());
-        match runtime.block_on(ingest_object(&source, &sink, &key, config)) {
-            Ok(manifest) => total.absorb(&manifest.report),
-            Err(error) => failures.push((key, anyhow::Error::from(error))),
+    for key in &keys {
+        progress.set_message(format!("ingesting {key}"));
+        let manifest = match ingest_object(&source, &sink, key, ingest).await {
+            Ok(manifest) => manifest,
+            Err(error) => {
+                failures.push((key.clone(), anyhow::Error::from(error)));
+                progress.inc(1);
+                continue;
+            }
+        };
+        totals.ingest.absorb(&manifest.report);
+        progress.set_message(format!("classifying {key}"));
+        match classify_object(
+            &sink,
+            &sink,
+            &backend,
+            &manifest.outputs.clean,
+            classify,
+            None,
+        )
+        .await
+        {
+            Ok(classified) => {
+                totals.predicted += classified.predicted;
+                totals.classify_rejected += classified.rejected;
+                totals.unlabelled += classified.unlabelled;
+                for (label, count) in classified.label_counts {
+                    *totals.labels.entry(label).or_default() += count;
+                }
+                totals.classify_time += Duration::from_millis(
+                    classified.timing_ms.tokenize + classified.timing_ms.infer,
+                );
+            }
+            Err(error) => failures.push((manifest.outputs.clean, anyhow::Error::from(error))),
         }
         progress.inc(1);
     }
     progress.finish_and_clear();
-
-    let mut stdout = std::io::stdout().lock();
-    writeln!(
-        stdout,
-        "tweetclf run: {} file(s) from {} into {} in {:.2} s\n",
-        files.len(),
-        input.display(),
-        out.display(),
-        started.elapsed().as_secs_f64()
-    )?;
-    summary::write_report(&mut stdout, &total)?;
-    let layout = &config.prefixes;
-    writeln!(
-        stdout,
-        "\n  clean tweets  {}   (one JSON line per kept tweet)\n  rejections    {}   (each with its error and raw record)\n  manifests     {}",
-        out.join(&layout.clean).display(),
-        out.join(&layout.rejected).display(),
-        out.join(&layout.manifests).join("ingest").display(),
+    report(
+        args,
+        &keys,
+        started.elapsed(),
+        &totals,
+        &classify.prefixes,
+        backend.model(),
     )?;
     if !failures.is_empty() {
+        let mut stdout = std::io::stdout().lock();
         for (key, error) in &failures {
             writeln!(stdout, "\n  FAILED {key}: {error:#}")?;
         }
         bail!(
-            "{} of {} file(s) could not be ingested",
+            "{} of {} file(s) could not be processed",
             failures.len(),
-            files.len()
+            keys.len()
         );
     }
+    Ok(())
+}
+
+fn s3_bucket(s3: Option<&S3Buckets>, bucket: &str) -> anyhow::Result<S3Bucket> {
+    s3.map(|buckets| buckets.bucket(bucket))
+        .context("internal error: no S3 client for an s3:// location")
+}
+
+fn report(
+    args: &RunArgs,
+    keys: &[String],
+    elapsed: Duration,
+    totals: &Totals,
+    layout: &pipeline::Prefixes,
+    model: &pipeline::ModelInfo,
+) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    writeln!(
+        stdout,
+        "tweetclf run: {} file(s) from {} into {} in {:.2} s\n",
+        keys.len(),
+        args.input,
+        args.out,
+        elapsed.as_secs_f64()
+    )?;
+    summary::write_report(&mut stdout, &totals.ingest)?;
+    let rate = if totals.classify_time.is_zero() {
+        0.0
+    } else {
+        totals.predicted as f64 / totals.classify_time.as_secs_f64()
+    };
+    writeln!(
+        stdout,
+        "\n  classified    {:>8}  by {} {} ({}), {rate:.0} tweets/s",
+        totals.predicted, model.name, model.version, model.backend
+    )?;
+    for (label, count) in &totals.labels {
+        let share = 100.0 * *count as f64 / totals.predicted.max(1) as f64;
+        writeln!(stdout, "    {label:<16}{count:>6}  {share:>5.1}%")?;
+    }
+    if totals.unlabelled > 0 {
+        writeln!(stdout, "    {:<16}{:>6}", "(no label)", totals.unlabelled)?;
+    }
+    writeln!(
+        stdout,
+        "  not classified{:>8}   (lines of clean/ the model could not read)",
+        totals.classify_rejected
+    )?;
+    let place = |prefix: &str| format!("{}/{prefix}", args.out.trim_end_matches('/'));
+    writeln!(
+        stdout,
+        "\n  predictions   {}   (one JSON line per tweet)\n  parquet       {}   (dt=YYYY-MM-DD partitions, for Athena)\n  clean tweets  {}\n  rejections    {}   (each with its error and raw record)\n  manifests     {}",
+        place(&layout.predictions),
+        place(&layout.predictions_parquet),
+        place(&layout.clean),
+        place(&layout.rejected),
+        place(&layout.manifests),
+    )?;
     Ok(())
 }
 
@@ -105,4 +337,32 @@ fn input_files(input: &Path) -> anyhow::Result<(PathBuf, Vec<PathBuf>)> {
     }
     files.sort();
     Ok((input.to_path_buf(), files))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_are_folders_or_s3_prefixes() {
+        assert_eq!(
+            Location::parse("out").expect("local"),
+            Location::Local("out".into())
+        );
+        assert_eq!(
+            Location::parse("s3://tweets/backfill/2024").expect("s3"),
+            Location::S3 {
+                bucket: "tweets".to_owned(),
+                prefix: "backfill/2024/".to_owned()
+            }
+        );
+        assert_eq!(
+            Location::parse("s3://tweets").expect("bucket root"),
+            Location::S3 {
+                bucket: "tweets".to_owned(),
+                prefix: String::new()
+            }
+        );
+        assert!(Location::parse("s3:///x").is_err());
+    }
 }

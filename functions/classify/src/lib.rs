@@ -262,7 +262,7 @@ mod tests {
         assert_eq!(
             response.objects[0].status,
             Status::Classified {
-                manifest: "manifests/classify/a b+c.json.json".to_owned(),
+                manifest: "manifests/classify/a b+c.json.manifest.json".to_owned(),
                 tweets_in: 1,
                 predicted: 1,
                 rejected: 0,

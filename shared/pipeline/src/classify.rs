@@ -680,7 +680,7 @@ mod tests {
 
         let stored: ClassifyManifest = serde_json::from_slice(
             &buckets
-                .object(BUCKET, "manifests/classify/day one.json.json")
+                .object(BUCKET, "manifests/classify/day one.json.manifest.json")
                 .expect("manifest"),
         )
         .expect("manifest parses");

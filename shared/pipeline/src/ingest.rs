@@ -238,7 +238,7 @@ mod tests {
         );
         let stored: IngestManifest = serde_json::from_slice(
             &buckets
-                .object(BUCKET, "manifests/ingest/day one/a+b.jsonl.json")
+                .object(BUCKET, "manifests/ingest/day one/a+b.jsonl.manifest.json")
                 .expect("manifest"),
         )
         .expect("manifest parses");
@@ -262,7 +262,7 @@ mod tests {
             buckets.keys(BUCKET),
             vec![
                 "clean/ok.json.jsonl",
-                "manifests/ingest/ok.json.json",
+                "manifests/ingest/ok.json.manifest.json",
                 "raw/ok.json"
             ]
         );

@@ -135,13 +135,13 @@ impl Prefixes {
     }
 
     /// The outputs of ingesting `raw_key`: `clean/<rel>.jsonl`, `rejected/<rel>.jsonl` and
-    /// `manifests/ingest/<rel>.json`, where `<rel>` is the key below the raw prefix.
+    /// `manifests/ingest/<rel>.manifest.json`, where `<rel>` is the key below the raw prefix.
     pub fn ingest_keys(&self, raw_key: &str) -> Result<IngestKeys, KeyError> {
         let relative = relative_key(raw_key, &self.raw)?;
         let keys = IngestKeys {
             clean: format!("{}{relative}.jsonl", self.clean),
             rejected: format!("{}{relative}.jsonl", self.rejected),
-            manifest: format!("{}ingest/{relative}.json", self.manifests),
+            manifest: format!("{}ingest/{relative}.manifest.json", self.manifests),
         };
         for key in [&keys.clean, &keys.rejected, &keys.manifest] {
             ensure_outside(key, &self.raw)?;
@@ -153,7 +153,7 @@ impl Prefixes {
 impl Prefixes {
     /// The outputs of classifying `clean_key`, named after its relative key with ingest's
     /// `.jsonl` suffix dropped: `predictions/<stem>.jsonl`, `predictions-rejected/<stem>.jsonl`,
-    /// `manifests/classify/<stem>.json` and `predictions-parquet/dt=<day>/<stem>.parquet`.
+    /// `manifests/classify/<stem>.manifest.json` and `predictions-parquet/dt=<day>/<stem>.parquet`.
     pub fn classify_keys(&self, clean_key: &str) -> Result<ClassifyKeys, KeyError> {
         let relative = relative_key(clean_key, &self.clean)?;
         let stem = relative.strip_suffix(".jsonl").unwrap_or(relative);
@@ -165,7 +165,7 @@ impl Prefixes {
         let keys = ClassifyKeys {
             predictions: format!("{}{stem}.jsonl", self.predictions),
             rejected: format!("{}{stem}.jsonl", self.predictions_rejected),
-            manifest: format!("{}classify/{stem}.json", self.manifests),
+            manifest: format!("{}classify/{stem}.manifest.json", self.manifests),
             parquet_prefix: self.predictions_parquet.clone(),
             parquet_file: format!(
                 "{}.parquet",
@@ -230,7 +230,7 @@ mod tests {
         );
         assert_eq!(
             keys.manifest,
-            "manifests/ingest/2024/05/my tweets+more.json.gz.json"
+            "manifests/ingest/2024/05/my tweets+more.json.gz.manifest.json"
         );
     }
 
@@ -266,7 +266,7 @@ mod tests {
         );
         assert_eq!(
             keys.manifest,
-            "manifests/classify/2024/05/my tweets+more%.json.gz.json"
+            "manifests/classify/2024/05/my tweets+more%.json.gz.manifest.json"
         );
         assert_eq!(
             keys.parquet("2024-05-01"),

@@ -17,6 +17,7 @@ pub mod local;
 pub mod memory;
 pub mod parquet_table;
 pub mod ports;
+pub mod rebased;
 pub mod s3;
 
 pub use classify::{ClassifyManifest, ClassifyObjectError, PredictionRecord, classify_object};

@@ -48,6 +48,31 @@ pub struct S3Bucket {
     bucket: String,
 }
 
+impl S3Bucket {
+    /// Every key under `prefix`, in S3's (lexicographic) order: a backfill's input list.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let mut keys = Vec::new();
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|error| failed("ListObjectsV2", prefix, error))?;
+            keys.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|object| object.key())
+                    .filter(|key| !key.ends_with('/'))
+                    .map(str::to_owned),
+            );
+        }
+        Ok(keys)
+    }
+}
+
 impl ReadObject for S3Bucket {
     async fn get(&self, key: &str) -> Result<ObjectBody, StoreError> {
         let output = self
