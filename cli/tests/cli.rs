@@ -416,3 +416,47 @@ fn bench_reports_every_batch_size_cold_start_and_memory() {
         "the model's weights are resident"
     );
 }
+
+#[test]
+fn run_backfills_from_and_to_s3_prefixes() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let server = integration_tests::moto::MotoServer::start();
+    let client = server.client();
+    runtime.block_on(async {
+        integration_tests::moto::create_bucket(&client, "archive").await;
+        for entry in std::fs::read_dir(repo_root().join("examples/raw")).expect("examples") {
+            let path = entry.expect("entry").path();
+            let name = path
+                .file_name()
+                .and_then(|name| name.to_str())
+                .expect("name");
+            let bytes = std::fs::read(&path).expect("readable");
+            integration_tests::moto::put(&client, "archive", &format!("2024/may/{name}"), bytes)
+                .await;
+        }
+    });
+    let (output, stdout, stderr) = run(tweetclf(&[
+        "run",
+        "s3://archive/2024/may",
+        "--out",
+        "s3://archive/backfill/",
+    ])
+    .env("S3_ENDPOINT_URL", &server.endpoint)
+    .env("AWS_ACCESS_KEY_ID", "testing")
+    .env("AWS_SECRET_ACCESS_KEY", "testing")
+    .env("AWS_REGION", "us-east-1")
+    .env_remove("AWS_PROFILE"));
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("4 file(s) from s3://archive/2024/may"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("classified          27"), "{stdout}");
+    let keys = runtime.block_on(integration_tests::moto::keys(&client, "archive"));
+    let under = |prefix: &str| keys.iter().filter(|key| key.starts_with(prefix)).count();
+    assert_eq!(under("2024/may/"), 4, "inputs untouched: {keys:?}");
+    assert_eq!(under("backfill/clean/"), 4, "{keys:?}");
+    assert_eq!(under("backfill/predictions/"), 4, "{keys:?}");
+    assert_eq!(under("backfill/manifests/classify/"), 4, "{keys:?}");
+    assert!(under("backfill/predictions-parquet/dt=") >= 4, "{keys:?}");
+}

@@ -1,0 +1,306 @@
+//! Ingest and classify end to end: raw files dropped in a real S3-compatible server
+//! (moto_server on 127.0.0.1), the documented S3 notification JSON delivered to the real
+//! ingest handler, then — as S3 would, for the object ingest wrote under `clean/` — to the
+//! real classify handler with the bundled Candle model.
+
+use std::collections::BTreeSet;
+
+use arrow_array::{Array, StringArray};
+use bytes::Bytes;
+use integration_tests::moto::{self, MotoServer};
+use integration_tests::{repo_root, s3_put_event};
+use lambda_runtime::{Context, LambdaEvent};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use pipeline::backend::Backend;
+use pipeline::s3::S3Buckets;
+use pipeline::{ClassifyConfig, ClassifyManifest, IngestConfig, IngestManifest};
+use serde_json::{Value, json};
+
+const BUCKET: &str = "pipeline-it";
+
+struct Stack {
+    _server: MotoServer,
+    client: aws_sdk_s3::Client,
+    ingest: ingest::Handler<S3Buckets>,
+    classify: classify::Handler<S3Buckets, Backend>,
+}
+
+async fn stack() -> Stack {
+    let server = MotoServer::start();
+    let client = server.client();
+    moto::create_bucket(&client, BUCKET).await;
+    let buckets = S3Buckets::new(client.clone());
+    let config = ClassifyConfig {
+        batch_size: 8,
+        ..ClassifyConfig::default()
+    };
+    let backend = Backend::load(&config.backend)
+        .await
+        .expect("the bundled model loads");
+    Stack {
+        _server: server,
+        ingest: ingest::Handler::new(buckets.clone(), IngestConfig::default()),
+        classify: classify::Handler::new(buckets, backend, config),
+        client,
+    }
+}
+
+fn invoke(payload: Value) -> LambdaEvent<Value> {
+    LambdaEvent::new(payload, Context::default())
+}
+
+fn lines(bytes: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(bytes)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("JSON line"))
+        .collect()
+}
+
+async fn object(stack: &Stack, key: &str) -> Vec<u8> {
+    moto::get(&stack.client, BUCKET, key)
+        .await
+        .unwrap_or_else(|| panic!("{key} exists"))
+}
+
+/// Drops a raw file, runs ingest on its notification, then classify on the notification
+/// for the clean object; returns both manifests.
+async fn drop_and_process(
+    stack: &Stack,
+    raw_key: &str,
+    bytes: Vec<u8>,
+) -> (IngestManifest, ClassifyManifest) {
+    moto::put(&stack.client, BUCKET, raw_key, bytes).await;
+    let ingested = stack
+        .ingest
+        .handle(invoke(s3_put_event(BUCKET, raw_key)))
+        .await
+        .expect("ingest succeeds");
+    let ingest::Status::Ingested { manifest, .. } = &ingested.objects[0].status else {
+        panic!("{raw_key} was not ingested: {ingested:?}");
+    };
+    let ingest_manifest: IngestManifest =
+        serde_json::from_slice(&object(stack, manifest).await).expect("ingest manifest");
+
+    let clean_key = &ingest_manifest.outputs.clean;
+    let classified = stack
+        .classify
+        .handle(invoke(s3_put_event(BUCKET, clean_key)))
+        .await
+        .expect("classify succeeds");
+    assert_eq!(
+        &classified.objects[0].key, clean_key,
+        "the event key is decoded"
+    );
+    let classify::Status::Classified { manifest, .. } = &classified.objects[0].status else {
+        panic!("{clean_key} was not classified: {classified:?}");
+    };
+    let classify_manifest: ClassifyManifest =
+        serde_json::from_slice(&object(stack, manifest).await).expect("classify manifest");
+    (ingest_manifest, classify_manifest)
+}
+
+fn parquet_ids(bytes: Vec<u8>) -> Vec<String> {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(bytes))
+        .expect("valid Parquet")
+        .build()
+        .expect("reader");
+    let mut ids = Vec::new();
+    for batch in reader {
+        let batch = batch.expect("readable batch");
+        let column = batch.column_by_name("id").expect("id column");
+        let strings = column
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .expect("ids are strings");
+        assert_eq!(strings.null_count(), 0);
+        ids.extend(strings.iter().flatten().map(str::to_owned));
+        let labels = batch.column_by_name("label").expect("label column");
+        assert_eq!(
+            labels.null_count(),
+            0,
+            "single-label: every tweet has a label"
+        );
+    }
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_shape_ends_as_exactly_one_prediction_per_kept_tweet() {
+    let stack = stack().await;
+    let mut total_kept = 0;
+    for entry in std::fs::read_dir(repo_root().join("examples/raw")).expect("examples") {
+        let path = entry.expect("entry").path();
+        let name = path
+            .file_name()
+            .and_then(|name| name.to_str())
+            .expect("name");
+        // Spaces and `+` in keys arrive form-encoded in both notifications.
+        let raw_key = format!("raw/team a+b/{name}");
+        let (ingested, classified) =
+            drop_and_process(&stack, &raw_key, std::fs::read(&path).expect("readable")).await;
+
+        let clean_ids: Vec<String> = lines(&object(&stack, &ingested.outputs.clean).await)
+            .iter()
+            .map(|tweet| tweet["id"].as_str().expect("id").to_owned())
+            .collect();
+        assert_eq!(clean_ids.len() as u64, ingested.report.kept);
+        assert_eq!(classified.tweets_in, ingested.report.kept, "{raw_key}");
+        assert_eq!(classified.predicted, ingested.report.kept, "{raw_key}");
+        assert_eq!(classified.rejected, 0);
+        total_kept += ingested.report.kept;
+
+        let predictions = lines(&object(&stack, &classified.outputs.predictions).await);
+        let predicted_ids: Vec<String> = predictions
+            .iter()
+            .map(|record| record["id"].as_str().expect("id").to_owned())
+            .collect();
+        assert_eq!(
+            predicted_ids, clean_ids,
+            "{raw_key}: one prediction per tweet, in order"
+        );
+        for record in &predictions {
+            assert_eq!(record["source_key"], raw_key.as_str());
+            assert_eq!(record["model_name"], "sentiment");
+            let label = record["label"].as_str().expect("label");
+            let score = record["score"].as_f64().expect("score");
+            assert!((score - record["scores"][label].as_f64().expect("label score")).abs() < 1e-6);
+        }
+
+        let mut parquet_ids_all = Vec::new();
+        for key in &classified.outputs.parquet {
+            assert!(key.starts_with("predictions-parquet/dt="), "{key}");
+            parquet_ids_all.extend(parquet_ids(object(&stack, key).await));
+        }
+        let as_set = |ids: &[String]| ids.iter().cloned().collect::<BTreeSet<_>>();
+        assert_eq!(parquet_ids_all.len(), clean_ids.len(), "{raw_key}");
+        assert_eq!(as_set(&parquet_ids_all), as_set(&clean_ids), "{raw_key}");
+    }
+    assert_eq!(total_kept, 27);
+
+    // Classify wrote only under its own output prefixes.
+    for key in moto::keys(&stack.client, BUCKET).await {
+        let allowed = [
+            "raw/",
+            "clean/",
+            "rejected/",
+            "manifests/ingest/",
+            "manifests/classify/",
+            "predictions/",
+            "predictions-parquet/dt=",
+        ];
+        assert!(
+            allowed.iter().any(|prefix| key.starts_with(prefix)),
+            "{key}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redelivered_events_rewrite_identical_objects() {
+    let stack = stack().await;
+    let raw =
+        std::fs::read(repo_root().join("examples/raw/v1.1 search airlines.json")).expect("example");
+    let (_, first) = drop_and_process(&stack, "raw/again and again+.json", raw.clone()).await;
+    let mut outputs = vec![first.outputs.predictions.clone()];
+    outputs.extend(first.outputs.parquet.clone());
+    let mut before = Vec::new();
+    for key in &outputs {
+        before.push(object(&stack, key).await);
+    }
+    let keys_before = moto::keys(&stack.client, BUCKET).await;
+
+    let (_, second) = drop_and_process(&stack, "raw/again and again+.json", raw).await;
+    assert_eq!(second.outputs, first.outputs);
+    assert_eq!(second.predicted, first.predicted);
+    for (key, bytes) in outputs.iter().zip(before) {
+        assert_eq!(
+            object(&stack, key).await,
+            bytes,
+            "{key} changed on redelivery"
+        );
+    }
+    assert_eq!(moto::keys(&stack.client, BUCKET).await, keys_before);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn neither_function_acts_on_its_own_outputs() {
+    let stack = stack().await;
+    let raw =
+        std::fs::read(repo_root().join("examples/raw/v2-recent-search.json")).expect("example");
+    let (ingested, classified) = drop_and_process(&stack, "raw/v2.json", raw).await;
+    let keys_before = moto::keys(&stack.client, BUCKET).await;
+
+    // Notifications for every object the two functions wrote, delivered to both functions:
+    // each skips what is not under its trigger prefix, except classify on ingest's clean
+    // output, which is its input.
+    let mut outputs = vec![
+        classified.outputs.predictions.clone(),
+        classified.outputs.manifest.clone(),
+        ingested.outputs.manifest.clone(),
+    ];
+    outputs.extend(classified.outputs.parquet.clone());
+    for key in &outputs {
+        let response = stack
+            .classify
+            .handle(invoke(s3_put_event(BUCKET, key)))
+            .await
+            .expect("skipped, not failed");
+        assert!(
+            matches!(response.objects[0].status, classify::Status::Skipped { .. }),
+            "classify acted on {key}"
+        );
+        let response = stack
+            .ingest
+            .handle(invoke(s3_put_event(BUCKET, key)))
+            .await
+            .expect("skipped, not failed");
+        assert!(
+            matches!(response.objects[0].status, ingest::Status::Skipped { .. }),
+            "ingest acted on {key}"
+        );
+    }
+    let response = stack
+        .ingest
+        .handle(invoke(s3_put_event(BUCKET, &ingested.outputs.clean)))
+        .await
+        .expect("skipped");
+    assert!(matches!(
+        response.objects[0].status,
+        ingest::Status::Skipped { .. }
+    ));
+    assert_eq!(moto::keys(&stack.client, BUCKET).await, keys_before);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_console_form_and_a_corrupt_clean_line() {
+    let stack = stack().await;
+    let good = r#"{"id":"1","created_at":"2024-05-01T10:00:00Z","author_id":"7","author_handle":"ann","lang":"en","text":"@united best crew ever, thank you!","clean_text":"@user best crew ever, thank you!","is_retweet":false,"is_quote":false,"is_reply":false,"hashtags":[],"mentions":["united"],"urls":[],"source":{"key":"raw/x.json","index":0,"offset":0,"line":1}}"#;
+    let body = format!("{good}\n{{\"id\": \"2\", \"text\": 5}}\n");
+    moto::put(
+        &stack.client,
+        BUCKET,
+        "clean/hand made.jsonl",
+        body.into_bytes(),
+    )
+    .await;
+    let response = stack
+        .classify
+        .handle(invoke(
+            json!({"bucket": BUCKET, "key": "clean/hand made.jsonl"}),
+        ))
+        .await
+        .expect("classified");
+    assert!(matches!(
+        response.objects[0].status,
+        classify::Status::Classified {
+            tweets_in: 2,
+            predicted: 1,
+            rejected: 1,
+            ..
+        }
+    ));
+    let predictions = lines(&object(&stack, "predictions/hand made.jsonl").await);
+    assert_eq!(predictions[0]["label"], "positive");
+    let rejected = lines(&object(&stack, "predictions-rejected/hand made.jsonl").await);
+    assert_eq!(rejected[0]["source"]["line"], 2);
+}
