@@ -104,6 +104,12 @@ impl<B: Buckets, C: Classify> Handler<B, C> {
         event: LambdaEvent<Value>,
     ) -> Result<ClassifyResponse, HandlerError> {
         let finish_by = finish_by(event.context.deadline, &self.config);
+        tracing::debug!(
+            deadline_ms = event.context.deadline,
+            classify_budget_ms =
+                finish_by.map(|at| at.saturating_duration_since(Instant::now()).as_millis() as u64),
+            "invocation deadline"
+        );
         let mut objects = Vec::new();
         for item in object_refs(event.payload)? {
             match item {
@@ -189,11 +195,15 @@ impl<B: Buckets, C: Classify> Handler<B, C> {
     }
 }
 
+/// Deadlines earlier than this (2001-09-09) are not wall-clock times: a context built outside
+/// Lambda has 0, and `cargo lambda watch` sends its timeout (600000) instead of a deadline.
+const EARLIEST_REAL_DEADLINE_MS: u64 = 1_000_000_000_000;
+
 /// The instant classification must be done by: the invocation deadline (milliseconds since
-/// the epoch, as the runtime API gives it) minus the configured reserve. A zero deadline —
-/// a context built outside Lambda — means none.
+/// the epoch, as the runtime API gives it) minus the configured reserve; `None` when the
+/// deadline is not a real one.
 fn finish_by(deadline_ms: u64, config: &ClassifyConfig) -> Option<Instant> {
-    if deadline_ms == 0 {
+    if deadline_ms < EARLIEST_REAL_DEADLINE_MS {
         return None;
     }
     let deadline = SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(deadline_ms);
@@ -325,6 +335,16 @@ mod tests {
                 .contains("raise the function timeout")
         );
         assert_eq!(buckets.keys("b"), vec!["clean/x.jsonl"]);
+    }
+
+    #[test]
+    fn deadlines_that_are_not_wall_clock_times_are_ignored() {
+        let config = ClassifyConfig::default();
+        assert_eq!(finish_by(0, &config), None);
+        assert_eq!(finish_by(600_000, &config), None);
+        let in_a_minute = finish_by(in_ms(Duration::from_secs(60)), &config).expect("real");
+        let budget = in_a_minute.saturating_duration_since(Instant::now());
+        assert!(budget > Duration::from_secs(45) && budget <= Duration::from_secs(50));
     }
 
     #[tokio::test]

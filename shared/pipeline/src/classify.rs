@@ -128,7 +128,8 @@ pub enum ClassifyObjectError {
     #[error(
         "not enough time left to finish: {classified} tweets classified in {elapsed_ms} ms, \
          about {estimated_ms} ms more needed but {available_ms} ms left before the deadline \
-         reserve; raise the function timeout or memory, or split the input file"
+         reserve (DEADLINE_RESERVE_MS); raise the function timeout or memory, or split the \
+         input file"
     )]
     Deadline {
         classified: u64,
