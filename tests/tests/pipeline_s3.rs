@@ -128,16 +128,34 @@ fn parquet_ids(bytes: Vec<u8>) -> Vec<String> {
 async fn every_shape_ends_as_exactly_one_prediction_per_kept_tweet() {
     let stack = stack().await;
     let mut total_kept = 0;
-    for entry in std::fs::read_dir(repo_root().join("examples/raw")).expect("examples") {
-        let path = entry.expect("entry").path();
+    let mut files = Vec::new();
+    for folder in [
+        "examples/raw",
+        "tests/fixtures/cases",
+        "tests/fixtures/egg-mode",
+        "tests/fixtures/twitter-v2",
+    ] {
+        for entry in std::fs::read_dir(repo_root().join(folder)).expect("folder exists") {
+            let path = entry.expect("entry").path();
+            let name = path
+                .file_name()
+                .and_then(|name| name.to_str())
+                .expect("name");
+            if !name.starts_with("LICENSE") && !name.ends_with(".md") {
+                files.push((folder, path));
+            }
+        }
+    }
+    files.sort();
+    for (folder, path) in &files {
         let name = path
             .file_name()
             .and_then(|name| name.to_str())
             .expect("name");
         // Spaces and `+` in keys arrive form-encoded in both notifications.
-        let raw_key = format!("raw/team a+b/{name}");
+        let raw_key = format!("raw/team a+b/{folder}/{name}");
         let (ingested, classified) =
-            drop_and_process(&stack, &raw_key, std::fs::read(&path).expect("readable")).await;
+            drop_and_process(&stack, &raw_key, std::fs::read(path).expect("readable")).await;
 
         let clean_ids: Vec<String> = lines(&object(&stack, &ingested.outputs.clean).await)
             .iter()
@@ -175,7 +193,9 @@ async fn every_shape_ends_as_exactly_one_prediction_per_kept_tweet() {
         assert_eq!(parquet_ids_all.len(), clean_ids.len(), "{raw_key}");
         assert_eq!(as_set(&parquet_ids_all), as_set(&clean_ids), "{raw_key}");
     }
-    assert_eq!(total_kept, 27);
+    assert!(files.len() >= 20, "{} raw files", files.len());
+    // Every kept tweet of every example and fixture (their outcomes: tests/conservation.rs).
+    assert_eq!(total_kept, 57);
 
     // Classify wrote only under its own output prefixes.
     for key in moto::keys(&stack.client, BUCKET).await {
