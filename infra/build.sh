@@ -21,6 +21,10 @@ out="target/lambda/$arch"
 command -v cargo-lambda >/dev/null || { echo "cargo-lambda not found: pip install cargo-lambda" >&2; exit 1; }
 test -f models/sentiment/model.safetensors || { echo "models/sentiment is missing" >&2; exit 1; }
 
+# Lambda runs the code as a user that owns none of the files: everything packaged must be
+# world-readable (a model written through a temporary file can be 0600).
+chmod -R a+rX models/sentiment
+
 # Release only: a debug arm64 build of gemm-f16 fails, and classify lives in matmul.
 cargo lambda build --release "$arch_flag" --output-format zip --lambda-dir "$out" --bin ingest
 cargo lambda build --release "$arch_flag" --output-format zip --lambda-dir "$out" \
@@ -42,6 +46,9 @@ for function in ("ingest", "classify", "predict"):
         print("  FAIL: over the 50 MB direct-upload limit", file=sys.stderr); status = 1
     if unzipped > 250_000_000:
         print("  FAIL: over the 250 MB unzipped limit", file=sys.stderr); status = 1
+    unreadable = [i.filename for i in archive.infolist() if (i.external_attr >> 16) & 0o444 != 0o444]
+    if unreadable:
+        print(f"  FAIL: not world-readable in the zip: {unreadable}", file=sys.stderr); status = 1
     if "bootstrap" not in names:
         print("  FAIL: no bootstrap in the zip", file=sys.stderr); status = 1
     if function != "ingest" and "models/sentiment/model.safetensors" not in names:

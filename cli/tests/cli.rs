@@ -322,6 +322,13 @@ fn train_writes_a_model_directory_that_classify_loads() {
         serde_json::from_slice(&std::fs::read(out.join("labels.json")).expect("labels.json"))
             .expect("JSON");
     assert_eq!(labels["labels"], serde_json::json!(["happy", "unhappy"]));
+    // Lambda reads the packaged model as a user that does not own it.
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(out.join("model.safetensors"))
+            .expect("weights")
+            .permissions(),
+    );
+    assert_eq!(mode & 0o444, 0o444, "model.safetensors mode {mode:o}");
     assert!(
         labels["metrics"]["validation"]["accuracy"]
             .as_f64()

@@ -72,10 +72,25 @@ pub fn write_model_dir(
             Ok((name, tensor))
         })
         .collect::<candle_core::Result<HashMap<_, _>>>()?;
-    candle_core::safetensors::save(&converted, out.join(WEIGHTS_FILE))?;
+    let weights_path = out.join(WEIGHTS_FILE);
+    candle_core::safetensors::save(&converted, &weights_path)?;
+    make_world_readable(&weights_path).map_err(io(&weights_path))?;
     let json = serde_json::to_vec_pretty(labels)
         .map_err(|error| ExportError::Labels(error.to_string()))?;
     let labels_path = out.join(LABELS_FILE);
     std::fs::write(&labels_path, [json, b"\n".to_vec()].concat()).map_err(io(&labels_path))?;
+    Ok(())
+}
+
+/// The weights are written through a temporary file (mode 0600); a model directory is
+/// packaged into Lambda zips, where the code runs as a user that owns none of the files.
+#[cfg(unix)]
+fn make_world_readable(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))
+}
+
+#[cfg(not(unix))]
+fn make_world_readable(_path: &Path) -> std::io::Result<()> {
     Ok(())
 }
