@@ -4,7 +4,10 @@
 
 use std::collections::BTreeMap;
 
+use bytes::Bytes;
 use integration_tests::repo_root;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use pipeline::parquet_table::PartitionedPredictions;
 use pipeline::{PredictionRecord, Prefixes};
 use serde_json::Value;
 
@@ -249,33 +252,37 @@ fn the_athena_table_has_the_parquet_columns_in_order() {
     .filter_map(|column| column["Name"].as_str())
     .collect();
     let record = PredictionRecord {
-        id: String::new(),
+        id: "1".to_owned(),
         created_at: None,
         author_id: None,
         author_handle: None,
         lang: None,
-        text: String::new(),
-        label: None,
-        score: 0.0,
-        labels: Vec::new(),
-        scores: BTreeMap::new(),
-        model_name: String::new(),
-        model_version: String::new(),
-        source_key: String::new(),
+        text: "hello".to_owned(),
+        label: Some("neutral".to_owned()),
+        score: 1.0,
+        labels: vec!["neutral".to_owned()],
+        scores: BTreeMap::from([("neutral".to_owned(), 1.0)]),
+        model_name: "m".to_owned(),
+        model_version: "1".to_owned(),
+        source_key: "raw/x".to_owned(),
         source_index: 0,
     };
-    let fields: Vec<String> = serde_json::to_value(&record)
-        .expect("serializable")
-        .as_object()
-        .expect("object")
-        .keys()
-        .cloned()
+    // The columns of a Parquet file exactly as classify writes it.
+    let mut table = PartitionedPredictions::default();
+    table.push(&record).expect("one row");
+    let files = table.into_files().expect("encoded");
+    let (_, bytes) = files.first().expect("one partition");
+    let reader = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(bytes.clone()))
+        .expect("valid Parquet");
+    let parquet_columns: Vec<String> = reader
+        .schema()
+        .fields()
+        .iter()
+        .map(|field| field.name().clone())
         .collect();
-    let mut sorted_columns = columns.clone();
-    sorted_columns.sort_unstable();
     assert_eq!(
-        sorted_columns, fields,
-        "Glue columns vs PredictionRecord fields"
+        columns, parquet_columns,
+        "Glue columns vs the Parquet schema"
     );
 }
 
