@@ -1,4 +1,4 @@
-//! The classifier: a BERT encoder (candle-transformers' `BertModel`, unchanged), pooling, a
+//! The classifier: a BERT encoder (`bert.rs`), pooling, a
 //! small head, and the batching that makes CPU inference cheap — texts are sorted by token
 //! length, cut into batches under a token budget, padded only to the longest in the batch,
 //! and their predictions are returned in input order.
@@ -8,11 +8,12 @@ use std::time::{Duration, Instant};
 
 use candle_core::{D, DType, Device, Tensor};
 use candle_nn::{Linear, Module, VarBuilder, linear};
-use candle_transformers::models::bert::{BertModel, Config as BertConfig};
+use candle_transformers::models::bert::Config as BertConfig;
 use serde::Serialize;
 use tokenizers::{Encoding, Tokenizer, TruncationParams};
 use tweets::{CleanConfig, Prediction};
 
+use crate::bert::BertEncoder;
 use crate::labels::{HeadSpec, LabelsFile, Pooling, PoolingKind, Preprocessing, ProblemType};
 use crate::model_dir::{
     CONFIG_FILE, LABELS_FILE, LoadError, ModelFiles, TOKENIZER_FILE, WEIGHTS_FILE,
@@ -23,8 +24,7 @@ use crate::model_dir::{
 pub struct InferenceOptions {
     /// Most texts in one forward pass.
     pub max_batch: usize,
-    /// Most padded tokens (texts × longest) in one forward pass: bounds memory and keeps
-    /// matrix sizes cache-friendly.
+    /// Most tokens in one forward pass: bounds memory and keeps matrix sizes cache-friendly.
     pub token_budget: usize,
     /// Worker threads for the matrix kernels; `None` uses every core.
     pub threads: Option<usize>,
@@ -46,8 +46,9 @@ pub struct InferenceTiming {
     pub tokenize: Duration,
     pub infer: Duration,
     pub batches: usize,
-    /// Tokens computed, padding included.
-    pub padded_tokens: usize,
+    /// Tokens computed. Nothing is padded, so this is the texts' token count, however they
+    /// were batched.
+    pub tokens: usize,
 }
 
 /// A per-request failure; start-up failures are [`LoadError`]s.
@@ -62,12 +63,11 @@ pub enum PredictError {
 /// A BERT encoder with its tokenizer, cleaning and pooling: texts in, one vector per text out.
 /// A bare base model (no head, no `labels.json`) loads as this, for training.
 pub struct TextEncoder {
-    bert: BertModel,
+    bert: BertEncoder,
     tokenizer: Tokenizer,
     cleaning: CleanConfig,
     pooling: Pooling,
     hidden_size: usize,
-    pad_id: u32,
     device: Device,
     options: InferenceOptions,
     pool: Option<rayon::ThreadPool>,
@@ -148,7 +148,7 @@ impl TextEncoder {
                 ..TruncationParams::default()
             }))
             .map_err(|error| LoadError::invalid(TOKENIZER_FILE, error.to_string()))?;
-        let bert = BertModel::load(vb, &config).map_err(|error| LoadError::weights(&error))?;
+        let bert = BertEncoder::load(vb, &config).map_err(|error| LoadError::weights(&error))?;
         let pool = options
             .threads
             .map(|threads| rayon::ThreadPoolBuilder::new().num_threads(threads).build())
@@ -162,7 +162,6 @@ impl TextEncoder {
             },
             pooling,
             hidden_size: config.hidden_size,
-            pad_id: config.pad_token_id as u32,
             device: Device::Cpu,
             options,
             pool,
@@ -206,14 +205,8 @@ impl TextEncoder {
                 self.options.max_batch,
                 self.options.token_budget,
             ) {
-                let longest = batch
-                    .iter()
-                    .map(|index| encodings[*index].len())
-                    .max()
-                    .unwrap_or(0);
                 timing.batches += 1;
-                timing.padded_tokens += longest * batch.len();
-                let pooled = self.encode(&batch, &encodings, longest)?;
+                let pooled = self.encode(&batch, &encodings)?;
                 let values = output(&pooled)?.to_vec2::<f32>()?;
                 for (index, row) in batch.iter().zip(values) {
                     rows[*index] = row;
@@ -228,36 +221,16 @@ impl TextEncoder {
         }
     }
 
-    /// Encoder forward pass and pooling for one batch padded to `longest`.
-    fn encode(
-        &self,
-        batch: &[usize],
-        encodings: &[Encoding],
-        longest: usize,
-    ) -> candle_core::Result<Tensor> {
-        let mut ids = Vec::with_capacity(batch.len() * longest);
-        let mut mask = Vec::with_capacity(batch.len() * longest);
-        for index in batch {
-            let encoding = &encodings[*index];
-            let padding = longest - encoding.len();
-            ids.extend_from_slice(encoding.get_ids());
-            ids.extend(std::iter::repeat_n(self.pad_id, padding));
-            mask.extend(std::iter::repeat_n(1u32, encoding.len()));
-            mask.extend(std::iter::repeat_n(0u32, padding));
-        }
-        let shape = (batch.len(), longest);
-        let input_ids = Tensor::from_vec(ids, shape, &self.device)?;
-        let attention_mask = Tensor::from_vec(mask, shape, &self.device)?;
-        let token_type_ids = input_ids.zeros_like()?;
-        let hidden = self
-            .bert
-            .forward(&input_ids, &token_type_ids, Some(&attention_mask))?;
-        pool(
-            &hidden,
-            &attention_mask,
-            self.pooling.kind,
-            self.pooling.normalize,
-        )
+    /// Encoder forward pass and pooling for one batch, its texts' tokens end to end.
+    fn encode(&self, batch: &[usize], encodings: &[Encoding]) -> candle_core::Result<Tensor> {
+        let lengths: Vec<usize> = batch.iter().map(|index| encodings[*index].len()).collect();
+        let ids: Vec<u32> = batch
+            .iter()
+            .flat_map(|index| encodings[*index].get_ids().iter().copied())
+            .collect();
+        let input_ids = Tensor::from_vec(ids, lengths.iter().sum::<usize>(), &self.device)?;
+        let hidden = self.bert.forward(&input_ids, &lengths)?;
+        pool(&hidden, &lengths, self.pooling.kind, self.pooling.normalize)
     }
 }
 
@@ -400,8 +373,9 @@ pub fn decide(labels: &LabelsFile, logits: &[f32]) -> Prediction {
     }
 }
 
-/// Groups text indexes into batches: shortest first, each batch under the token budget once
-/// padded to its longest text, and never more than `max_batch` texts.
+/// Groups text indexes into batches: shortest first (texts of similar length keep the
+/// per-text attention tasks even across threads), each batch's tokens under the budget, and
+/// never more than `max_batch` texts.
 pub(crate) fn plan_batches(
     encodings: &[Encoding],
     max_batch: usize,
@@ -411,13 +385,17 @@ pub(crate) fn plan_batches(
     order.sort_by_key(|index| encodings[*index].len());
     let mut batches: Vec<Vec<usize>> = Vec::new();
     let mut current: Vec<usize> = Vec::new();
+    let mut current_tokens = 0;
     for index in order {
-        let longest = encodings[index].len();
-        let would_hold = (current.len() + 1) * longest;
-        if !current.is_empty() && (current.len() == max_batch.max(1) || would_hold > token_budget) {
+        let tokens = encodings[index].len();
+        if !current.is_empty()
+            && (current.len() == max_batch.max(1) || current_tokens + tokens > token_budget)
+        {
             batches.push(std::mem::take(&mut current));
+            current_tokens = 0;
         }
         current.push(index);
+        current_tokens += tokens;
     }
     if !current.is_empty() {
         batches.push(current);
@@ -425,23 +403,25 @@ pub(crate) fn plan_batches(
     batches
 }
 
-/// Pools `(batch, tokens, hidden)` into `(batch, hidden)`.
+/// Pools the `(tokens, hidden)` rows of texts of `lengths` tokens into `(texts, hidden)`.
 fn pool(
     hidden: &Tensor,
-    mask: &Tensor,
+    lengths: &[usize],
     kind: PoolingKind,
     normalize: bool,
 ) -> candle_core::Result<Tensor> {
-    let pooled = match kind {
-        // sentence-transformers `Pooling(pooling_mode_mean_tokens=True)`: padding excluded.
-        PoolingKind::Mean => {
-            let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
-            let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
-            let counts = mask.sum(1)?.clamp(1e-9, f64::MAX)?;
-            summed.broadcast_div(&counts)?
-        }
-        PoolingKind::Cls => hidden.narrow(1, 0, 1)?.squeeze(1)?,
-    };
+    let mut pooled = Vec::with_capacity(lengths.len());
+    let mut start = 0;
+    for len in lengths {
+        let rows = hidden.narrow(0, start, *len)?;
+        pooled.push(match kind {
+            // sentence-transformers `Pooling(pooling_mode_mean_tokens=True)`.
+            PoolingKind::Mean => rows.mean(0)?,
+            PoolingKind::Cls => rows.get(0)?,
+        });
+        start += len;
+    }
+    let pooled = Tensor::stack(&pooled, 0)?;
     if !normalize {
         return Ok(pooled);
     }

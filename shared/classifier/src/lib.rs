@@ -1,8 +1,12 @@
 //! Text classification on CPU with Candle: a BERT encoder with a pooling + head on top,
 //! loaded once per process from a self-describing model directory. No Lambda, no AWS.
 
+mod bert;
+// Linked for its `x86-v4` feature (AVX-512 kernels), which candle-core does not expose.
+use gemm as _;
 pub mod engine;
 pub mod export;
+mod kernels;
 pub mod labels;
 pub mod model_dir;
 pub mod train;
