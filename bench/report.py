@@ -61,7 +61,9 @@ def main():
     out += ["", "Engines: " + "; ".join(f"{names[k]} = {runs[k]['engine']}" for k in names) + ".", "",
             "Cold start is process spawn → model loaded → first prediction → exit, timed by the parent. "
             "Peak RSS is the benchmark process's high-water mark over all batch sizes. The references tokenize the "
-            "same cleaned text the Rust engine produces from the raw tweets; all pad per batch.", ""]
+            "same cleaned text the Rust engine produces from the raw tweets and pad each batch to its longest text; "
+            "the Candle engine computes no padding (a batch is its texts' tokens end to end, see "
+            "shared/classifier/src/bert.rs).", ""]
     print("\n".join(out))
 
 
