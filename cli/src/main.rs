@@ -40,6 +40,9 @@ enum Command {
     Classify(commands::classify::ClassifyArgs),
     /// Train a classification head over the frozen base encoder and write a model directory.
     Train(commands::train::TrainArgs),
+    /// Evaluate a model on labelled data: metrics.json, report.md and plots; optionally
+    /// suggest a label's decision threshold and write it into the model's labels.json.
+    Eval(commands::eval::EvalArgs),
     /// Measure cold start, throughput, latency and peak memory of a model.
     Bench(commands::bench::BenchArgs),
 }
@@ -66,6 +69,7 @@ fn main() -> ExitCode {
             Command::Ingest { input, out } => commands::ingest::ingest(&input, &out, &config),
             Command::Classify(args) => commands::classify::classify(&args),
             Command::Train(args) => commands::train::train(&args),
+            Command::Eval(args) => commands::eval::eval(&args),
             Command::Bench(args) => commands::bench::bench(&args),
         });
     match outcome {

@@ -382,6 +382,181 @@ fn train_refuses_validation_labels_it_never_saw() {
     );
 }
 
+/// A copy of the bundled model, so a test may rewrite its labels.json.
+fn bundled_model_copy(dir: &Path) -> PathBuf {
+    let copy = dir.join("model");
+    std::fs::create_dir_all(&copy).expect("mkdir");
+    for file in [
+        "config.json",
+        "labels.json",
+        "model.safetensors",
+        "tokenizer.json",
+    ] {
+        std::fs::copy(
+            repo_root().join("models/sentiment").join(file),
+            copy.join(file),
+        )
+        .expect("copy model file");
+    }
+    copy
+}
+
+const SENTIMENT_EXAMPLES: &[(&str, &str)] = &[
+    ("I love this airline, the crew was wonderful", "positive"),
+    ("thank you so much, great flight", "positive"),
+    ("best service ever, amazing staff", "positive"),
+    (
+        "my flight was cancelled and nobody helped, terrible",
+        "negative",
+    ),
+    ("lost my bag again, worst airline", "negative"),
+    ("rude agent, three hour delay, awful", "negative"),
+    (
+        "stuck on the tarmac for hours, disgusting service",
+        "negative",
+    ),
+    ("what time does the gate open tomorrow", "neutral"),
+];
+
+#[test]
+fn eval_writes_metrics_report_plots_and_a_suggested_threshold() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let model = bundled_model_copy(dir.path());
+    let data = dir.path().join("labelled.jsonl");
+    let jsonl: String = SENTIMENT_EXAMPLES
+        .iter()
+        .map(|(text, label)| format!("{{\"text\": \"{text}\", \"label\": \"{label}\"}}\n"))
+        .collect();
+    std::fs::write(&data, jsonl).expect("write");
+    let out = dir.path().join("eval");
+    let (output, stdout, stderr) = run(&mut tweetclf(&[
+        "eval",
+        "--input",
+        data.to_str().expect("UTF-8"),
+        "--model",
+        model.to_str().expect("UTF-8"),
+        "--out",
+        out.to_str().expect("UTF-8"),
+        "--binary",
+        "negative,positive",
+        "--sweep-label",
+        "negative",
+        "--target-recall",
+        "1.0",
+        "--write-threshold",
+    ]));
+    assert!(output.status.success(), "{stderr}");
+    assert!(stdout.contains("on 8 examples"), "{stdout}");
+
+    let metrics = manifest(&out.join("metrics.json"));
+    let evaluation = &metrics["evaluation"];
+    assert_eq!(evaluation["examples"], 8);
+    let confusion: Vec<Vec<u64>> =
+        serde_json::from_value(evaluation["confusion"].clone()).expect("confusion matrix");
+    assert_eq!(confusion.iter().flatten().sum::<u64>(), 8);
+    let diagonal: u64 = (0..3).map(|index| confusion[index][index]).sum();
+    let accuracy = evaluation["accuracy"].as_f64().expect("accuracy");
+    assert!((accuracy - diagonal as f64 / 8.0).abs() < 1e-9);
+    assert_eq!(metrics["binary"]["examples"], 7);
+    let supports: Vec<u64> = evaluation["per_label"]
+        .as_array()
+        .expect("per label")
+        .iter()
+        .map(|label| label["support"].as_u64().expect("support"))
+        .collect();
+    assert_eq!(supports, vec![4, 1, 3]);
+    assert_eq!(
+        metrics["sweep"]["points"].as_array().expect("points").len(),
+        101
+    );
+    let suggestion = &metrics["suggestion"];
+    assert_eq!(suggestion["label"], "negative");
+    assert_eq!(suggestion["point"]["recall"], 1.0);
+    let threshold = suggestion["point"]["threshold"]
+        .as_f64()
+        .expect("threshold");
+
+    let report = std::fs::read_to_string(out.join("report.md")).expect("report.md");
+    assert!(report.contains("| negative | 4 |"), "{report}");
+    assert!(report.contains("![Confusion matrix, row shares](confusion.svg)"));
+    for plot in ["confusion.svg", "threshold.svg"] {
+        let svg = std::fs::read_to_string(out.join(plot)).expect("plot");
+        assert!(
+            svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"),
+            "{plot}"
+        );
+        assert!(svg.contains("negative"), "{plot} names the label");
+    }
+
+    // The threshold went into the copy's labels.json, which still loads.
+    let labels = manifest(&model.join("labels.json"));
+    let written = labels["thresholds"]["negative"]
+        .as_f64()
+        .expect("threshold written");
+    assert!((written - threshold).abs() < 1e-6, "{labels}");
+    let input = dir.path().join("one.jsonl");
+    std::fs::write(&input, "{\"text\": \"lost my bag, awful\"}\n").expect("write");
+    let (output, _, stderr) = run(&mut tweetclf(&[
+        "classify",
+        "--input",
+        input.to_str().expect("UTF-8"),
+        "--model",
+        model.to_str().expect("UTF-8"),
+    ]));
+    assert!(output.status.success(), "{stderr}");
+}
+
+#[test]
+fn eval_refuses_unknown_labels_and_incomplete_options() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("labelled.jsonl");
+    std::fs::write(&data, "{\"text\": \"fine\", \"label\": \"angry\"}\n").expect("write");
+    let data = data.to_str().expect("UTF-8");
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--input", data],
+            "label `angry` is not one of the model's labels",
+        ),
+        (
+            &["--input", data, "--sweep-label", "bored"],
+            "label `bored` is not one of the model's labels",
+        ),
+        (
+            &[
+                "--input",
+                data,
+                "--sweep-label",
+                "negative",
+                "--write-threshold",
+            ],
+            "--write-threshold needs --target-precision or --target-recall",
+        ),
+        (
+            &[
+                "--input",
+                data,
+                "--sweep-label",
+                "negative",
+                "--target-precision",
+                "1.5",
+            ],
+            "target precision 1.5 is not between 0 and 1",
+        ),
+        (
+            &["--input", data, "--binary", "negative"],
+            "--binary takes two labels",
+        ),
+    ];
+    for (args, message) in cases {
+        let out = dir.path().join("eval");
+        let mut full = vec!["eval", "--out", out.to_str().expect("UTF-8")];
+        full.extend_from_slice(args);
+        let (output, _, stderr) = run(&mut tweetclf(&full));
+        assert!(!output.status.success(), "{args:?}");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
+}
+
 #[test]
 fn bench_reports_every_batch_size_cold_start_and_memory() {
     let (output, stdout, stderr) = run(&mut tweetclf(&[

@@ -1,0 +1,547 @@
+//! `tweetclf eval`: a model against labelled data — metrics.json, report.md, a confusion-matrix
+//! heat map and a precision/recall-vs-threshold chart (SVG), and optionally a suggested
+//! threshold written back into the model's labels.json.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use classifier::evaluate::{
+    BinaryAccuracy, Evaluation, Judged, Target, ThresholdPoint, ThresholdSweep, binary_accuracy,
+    evaluate, sweep,
+};
+use classifier::model_dir::LABELS_FILE;
+use classifier::{Classifier, InferenceOptions, LabelsFile, ProblemType};
+use indicatif::{ProgressBar, ProgressStyle};
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+use serde::Serialize;
+
+use crate::labelled;
+
+/// Texts classified per progress step.
+const CHUNK: usize = 256;
+
+#[derive(Debug, clap::Args)]
+pub struct EvalArgs {
+    /// Labelled data (.jsonl, .csv or .tsv), as for `train`.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// A model directory (default: the bundled models/sentiment).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Where to write metrics.json, report.md and the plots.
+    #[arg(long, default_value = "eval")]
+    pub out: PathBuf,
+    /// Sweep this label's decision threshold (precision and recall at 0.00 … 1.00).
+    #[arg(long)]
+    pub sweep_label: Option<String>,
+    /// Suggest the lowest threshold that reaches this precision.
+    #[arg(long, requires = "sweep_label", conflicts_with = "target_recall")]
+    pub target_precision: Option<f64>,
+    /// Suggest the highest threshold that keeps this recall.
+    #[arg(long, requires = "sweep_label")]
+    pub target_recall: Option<f64>,
+    /// Write the suggested threshold into the model directory's labels.json.
+    #[arg(long)]
+    pub write_threshold: bool,
+    /// Also report accuracy on the rows of two labels, choosing between them by score
+    /// (e.g. `negative,positive` on a three-class sentiment set).
+    #[arg(long, value_delimiter = ',', num_args = 1)]
+    pub binary: Option<Vec<String>>,
+    /// Worker threads (default: every core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+/// Everything metrics.json holds.
+#[derive(Debug, Serialize)]
+struct Report<'a> {
+    model: ModelId<'a>,
+    input: String,
+    evaluation: &'a Evaluation,
+    binary: Option<&'a BinaryAccuracy>,
+    sweep: Option<&'a ThresholdSweep>,
+    suggestion: Option<Suggestion<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+struct ModelId<'a> {
+    name: &'a str,
+    version: &'a str,
+    dir: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Suggestion<'a> {
+    label: &'a str,
+    target: Target,
+    point: &'a ThresholdPoint,
+    written_to_labels_json: bool,
+}
+
+pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
+    let target = match (args.target_precision, args.target_recall) {
+        (Some(precision), _) => Some(Target::Precision(check_share(precision, "precision")?)),
+        (_, Some(recall)) => Some(Target::Recall(check_share(recall, "recall")?)),
+        _ => None,
+    };
+    if args.write_threshold && target.is_none() {
+        bail!("--write-threshold needs --target-precision or --target-recall");
+    }
+    let binary_labels = match args.binary.as_deref() {
+        None => None,
+        Some([first, second]) => Some([first.as_str(), second.as_str()]),
+        Some(other) => bail!("--binary takes two labels, got {other:?}"),
+    };
+
+    let model_dir = args
+        .model
+        .clone()
+        .unwrap_or_else(pipeline::candle::bundled_model_dir);
+    let options = InferenceOptions {
+        threads: args.threads,
+        ..InferenceOptions::default()
+    };
+    let classifier = Classifier::load(&model_dir, options)
+        .with_context(|| format!("loading the model from {}", model_dir.display()))?;
+    let model = classifier.labels();
+    for label in args.sweep_label.iter().chain(args.binary.iter().flatten()) {
+        if !model.labels.contains(label) {
+            bail!(
+                "label `{label}` is not one of the model's labels {:?}",
+                model.labels
+            );
+        }
+    }
+    let set = labelled::read(&args.input)?;
+    if set.multi_label && model.problem_type == ProblemType::SingleLabel {
+        bail!(
+            "{}: the data has several labels per text, but {} is a single-label model",
+            args.input.display(),
+            model.name
+        );
+    }
+
+    let judged = judge(&classifier, set)?;
+    let evaluation = evaluate(&model.labels, model.problem_type, &judged)
+        .with_context(|| format!("evaluating on {}", args.input.display()))?;
+    let binary = binary_labels
+        .map(|labels| binary_accuracy(&judged, labels))
+        .transpose()?;
+    let sweep = args
+        .sweep_label
+        .as_deref()
+        .map(|label| sweep(&judged, label))
+        .transpose()?;
+    let suggested =
+        match (&sweep, target) {
+            (Some(sweep), Some(target)) => Some(sweep.suggest(target).with_context(|| {
+                format!("no threshold of `{}` reaches {target:?}", sweep.label)
+            })?),
+            _ => None,
+        };
+    if args.write_threshold
+        && let (Some(sweep), Some(point)) = (&sweep, suggested)
+    {
+        write_threshold(&model_dir, model, &sweep.label, point.threshold)?;
+    }
+
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let report =
+        Report {
+            model: ModelId {
+                name: &model.name,
+                version: &model.version,
+                dir: model_dir.display().to_string(),
+            },
+            input: args.input.display().to_string(),
+            evaluation: &evaluation,
+            binary: binary.as_ref(),
+            sweep: sweep.as_ref(),
+            suggestion: sweep.as_ref().zip(target).zip(suggested).map(
+                |((sweep, target), point)| Suggestion {
+                    label: &sweep.label,
+                    target,
+                    point,
+                    written_to_labels_json: args.write_threshold,
+                },
+            ),
+        };
+    write(
+        &args.out.join("metrics.json"),
+        serde_json::to_vec_pretty(&report)?,
+    )?;
+    let mut plots = Vec::new();
+    if let Some(confusion) = &evaluation.confusion {
+        let path = args.out.join("confusion.svg");
+        plot_confusion(&path, &evaluation.labels, confusion)?;
+        plots.push(("Confusion matrix, row shares", "confusion.svg"));
+    }
+    if let Some(sweep) = &sweep {
+        let path = args.out.join("threshold.svg");
+        plot_sweep(&path, sweep, suggested)?;
+        plots.push((
+            "Precision and recall against the threshold",
+            "threshold.svg",
+        ));
+    }
+    write(
+        &args.out.join("report.md"),
+        markdown(&report, &plots).into_bytes(),
+    )?;
+
+    let mut stdout = std::io::stdout().lock();
+    writeln!(
+        stdout,
+        "{} {} on {} examples: accuracy {:.4}, macro-F1 {:.4}, micro-F1 {:.4}",
+        model.name,
+        model.version,
+        evaluation.examples,
+        evaluation.accuracy,
+        evaluation.macro_f1,
+        evaluation.micro_f1
+    )?;
+    if let Some(binary) = &binary {
+        writeln!(
+            stdout,
+            "binary ({} vs {}) on {} examples: accuracy {:.4}",
+            binary.labels[0], binary.labels[1], binary.examples, binary.accuracy
+        )?;
+    }
+    if let Some(suggestion) = &report.suggestion {
+        writeln!(
+            stdout,
+            "suggested threshold for `{}`: {:.2} (precision {}, recall {:.4}){}",
+            suggestion.label,
+            suggestion.point.threshold,
+            suggestion
+                .point
+                .precision
+                .map_or("n/a".to_owned(), |precision| format!("{precision:.4}")),
+            suggestion.point.recall,
+            if args.write_threshold {
+                format!(" — written to {}", model_dir.join(LABELS_FILE).display())
+            } else {
+                String::new()
+            }
+        )?;
+    }
+    writeln!(stdout, "report written to {}", args.out.display())?;
+    Ok(())
+}
+
+fn check_share(value: f64, what: &str) -> anyhow::Result<f64> {
+    if (0.0..=1.0).contains(&value) {
+        Ok(value)
+    } else {
+        bail!("target {what} {value} is not between 0 and 1")
+    }
+}
+
+/// Classifies every example, with a progress bar.
+fn judge(classifier: &Classifier, set: labelled::LabelledSet) -> anyhow::Result<Vec<Judged>> {
+    let progress = ProgressBar::new(set.examples.len() as u64).with_style(
+        ProgressStyle::with_template(
+            "classifying [{bar:30}] {pos}/{len} texts, {per_sec}, eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut judged = Vec::with_capacity(set.examples.len());
+    for chunk in set.examples.chunks(CHUNK) {
+        let texts: Vec<&str> = chunk.iter().map(|example| example.text.as_str()).collect();
+        let (predictions, _) = classifier.predict(&texts)?;
+        judged.extend(
+            chunk
+                .iter()
+                .zip(predictions)
+                .map(|(example, predicted)| Judged {
+                    actual: example.labels.clone(),
+                    predicted,
+                }),
+        );
+        progress.inc(chunk.len() as u64);
+    }
+    progress.finish_and_clear();
+    Ok(judged)
+}
+
+/// Sets one label's threshold in the model directory's labels.json, validated first.
+fn write_threshold(
+    model_dir: &Path,
+    model: &LabelsFile,
+    label: &str,
+    threshold: f64,
+) -> anyhow::Result<()> {
+    let mut updated = model.clone();
+    updated
+        .thresholds
+        .insert(label.to_owned(), threshold as f32);
+    updated
+        .validate()
+        .context("the updated labels.json would be invalid")?;
+    write(
+        &model_dir.join(LABELS_FILE),
+        serde_json::to_vec_pretty(&updated)?,
+    )
+}
+
+fn write(path: &Path, bytes: Vec<u8>) -> anyhow::Result<()> {
+    std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
+}
+
+fn percent(value: f64) -> String {
+    format!("{:.1}%", value * 100.0)
+}
+
+fn markdown(report: &Report, plots: &[(&str, &str)]) -> String {
+    let evaluation = report.evaluation;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# Evaluation of {} {}\n\nData: `{}` — {} examples. Model directory: `{}`.\n",
+        report.model.name,
+        report.model.version,
+        report.input,
+        evaluation.examples,
+        report.model.dir
+    );
+    let accuracy_meaning = match evaluation.problem_type {
+        ProblemType::SingleLabel => "share of texts given their true label",
+        ProblemType::MultiLabel => "share of texts whose predicted label set is exactly right",
+    };
+    let _ = writeln!(
+        out,
+        "| metric | value |\n|---|---|\n| accuracy ({accuracy_meaning}) | {} |\n| macro-F1 | {} |\n| micro-F1 | {} |",
+        percent(evaluation.accuracy),
+        percent(evaluation.macro_f1),
+        percent(evaluation.micro_f1)
+    );
+    if let Some(binary) = report.binary {
+        let _ = writeln!(
+            out,
+            "| binary accuracy ({} vs {}, {} texts) | {} |",
+            binary.labels[0],
+            binary.labels[1],
+            binary.examples,
+            percent(binary.accuracy)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\n## Per label\n\n| label | support | predicted | precision | recall | F1 |\n|---|---|---|---|---|---|"
+    );
+    for metrics in &evaluation.per_label {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} |",
+            metrics.label,
+            metrics.support,
+            metrics.predicted,
+            percent(metrics.precision),
+            percent(metrics.recall),
+            percent(metrics.f1)
+        );
+    }
+    if let Some(confusion) = &evaluation.confusion {
+        let _ = writeln!(
+            out,
+            "\n## Confusion matrix\n\nRows: true label; columns: predicted label.\n\n| | {} |\n|---|{}",
+            evaluation.labels.join(" | "),
+            "---|".repeat(evaluation.labels.len())
+        );
+        for (label, row) in evaluation.labels.iter().zip(confusion) {
+            let cells: Vec<String> = row.iter().map(usize::to_string).collect();
+            let _ = writeln!(out, "| **{label}** | {} |", cells.join(" | "));
+        }
+    }
+    if let Some(suggestion) = &report.suggestion {
+        let _ = writeln!(
+            out,
+            "\n## Suggested threshold for `{}`\n\nTarget: {:?}. Threshold {:.2}: precision {}, recall {}, {} texts predicted.{}",
+            suggestion.label,
+            suggestion.target,
+            suggestion.point.threshold,
+            suggestion.point.precision.map_or("n/a".to_owned(), percent),
+            percent(suggestion.point.recall),
+            suggestion.point.predicted,
+            if suggestion.written_to_labels_json {
+                " Written to the model's labels.json."
+            } else {
+                " Not written (pass `--write-threshold`)."
+            }
+        );
+    }
+    for (title, file) in plots {
+        let _ = writeln!(out, "\n## {title}\n\n![{title}]({file})");
+    }
+    out
+}
+
+fn plot_error(error: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!("drawing a plot: {error}")
+}
+
+/// Heat map of `confusion[actual][predicted]`, each row shaded by its own share so that rare
+/// labels read as clearly as common ones.
+fn plot_confusion(path: &Path, labels: &[String], confusion: &[Vec<usize>]) -> anyhow::Result<()> {
+    let count = labels.len();
+    let side = u32::try_from(count).unwrap_or(u32::MAX).saturating_mul(110);
+    let root = SVGBackend::new(path, (side + 200, side + 120)).into_drawing_area();
+    root.fill(&WHITE).map_err(plot_error)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("Confusion matrix", ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(50)
+        .y_label_area_size(110)
+        // A segmented `0..n` has a segment for each of 0..=n: `count` segments need `0..count - 1`.
+        .build_cartesian_2d(
+            (0..count.saturating_sub(1)).into_segmented(),
+            (0..count.saturating_sub(1)).into_segmented(),
+        )
+        .map_err(plot_error)?;
+    // Rows run top to bottom in label order: row `truth` sits at y = count - 1 - truth.
+    let name = |value: &SegmentValue<usize>, flip: bool| match value {
+        SegmentValue::CenterOf(index) => {
+            let index = if flip {
+                count.checked_sub(index + 1)
+            } else {
+                Some(*index)
+            };
+            index
+                .and_then(|index| labels.get(index))
+                .cloned()
+                .unwrap_or_default()
+        }
+        _ => String::new(),
+    };
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        .x_labels(count)
+        .y_labels(count)
+        .x_label_formatter(&|value| name(value, false))
+        .y_label_formatter(&|value| name(value, true))
+        .x_desc("predicted label")
+        .y_desc("true label")
+        .draw()
+        .map_err(plot_error)?;
+    for (truth, row) in confusion.iter().enumerate() {
+        let total = row.iter().sum::<usize>().max(1) as f64;
+        let y = count - 1 - truth;
+        for (guess, cell) in row.iter().enumerate() {
+            let share = *cell as f64 / total;
+            let shade = RGBColor(
+                (255.0 - 200.0 * share) as u8,
+                (255.0 - 140.0 * share) as u8,
+                255,
+            );
+            chart
+                .draw_series([Rectangle::new(
+                    [
+                        (SegmentValue::Exact(guess), SegmentValue::Exact(y)),
+                        (SegmentValue::Exact(guess + 1), SegmentValue::Exact(y + 1)),
+                    ],
+                    shade.filled(),
+                )])
+                .map_err(plot_error)?;
+            let text_color = if share > 0.6 { WHITE } else { BLACK };
+            chart
+                .draw_series([Text::new(
+                    format!("{cell} ({:.0}%)", share * 100.0),
+                    (SegmentValue::CenterOf(guess), SegmentValue::CenterOf(y)),
+                    ("sans-serif", 15)
+                        .into_font()
+                        .color(&text_color)
+                        .pos(Pos::new(HPos::Center, VPos::Center)),
+                )])
+                .map_err(plot_error)?;
+        }
+    }
+    root.present().map_err(plot_error)
+}
+
+/// Precision, recall and F1 of one label against its threshold, the suggestion marked.
+fn plot_sweep(
+    path: &Path,
+    sweep: &ThresholdSweep,
+    suggested: Option<&ThresholdPoint>,
+) -> anyhow::Result<()> {
+    let root = SVGBackend::new(path, (760, 480)).into_drawing_area();
+    root.fill(&WHITE).map_err(plot_error)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            format!(
+                "`{}`: precision and recall against the threshold",
+                sweep.label
+            ),
+            ("sans-serif", 18),
+        )
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0.0..1.0, 0.0..1.02)
+        .map_err(plot_error)?;
+    chart
+        .configure_mesh()
+        .x_desc("threshold on the label's probability")
+        .y_desc("share")
+        .draw()
+        .map_err(plot_error)?;
+    let precision: Vec<(f64, f64)> = sweep
+        .points
+        .iter()
+        .filter_map(|point| {
+            point
+                .precision
+                .map(|precision| (point.threshold, precision))
+        })
+        .collect();
+    let series = [
+        ("precision", BLUE, precision),
+        (
+            "recall",
+            RED,
+            sweep
+                .points
+                .iter()
+                .map(|point| (point.threshold, point.recall))
+                .collect(),
+        ),
+        (
+            "F1",
+            GREEN,
+            sweep
+                .points
+                .iter()
+                .map(|point| (point.threshold, point.f1))
+                .collect(),
+        ),
+    ];
+    for (name, color, points) in series {
+        chart
+            .draw_series(LineSeries::new(points, color.stroke_width(2)))
+            .map_err(plot_error)?
+            .label(name)
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], color.stroke_width(2)));
+    }
+    if let Some(point) = suggested {
+        chart
+            .draw_series(LineSeries::new(
+                [(point.threshold, 0.0), (point.threshold, 1.02)],
+                BLACK.stroke_width(1),
+            ))
+            .map_err(plot_error)?
+            .label(format!("suggested {:.2}", point.threshold))
+            .legend(|(x, y)| PathElement::new([(x, y), (x + 18, y)], BLACK.stroke_width(1)));
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(plot_error)?;
+    root.present().map_err(plot_error)
+}

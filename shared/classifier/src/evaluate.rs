@@ -1,0 +1,458 @@
+//! Held-out evaluation: how a model's decisions compare with the true labels — accuracy,
+//! per-label precision / recall / F1, macro and micro F1, the confusion matrix — and how one
+//! label's precision and recall move with its decision threshold (what Amazon ML's threshold
+//! slider shows), with a suggested threshold for a target precision or recall.
+
+use serde::Serialize;
+use tweets::Prediction;
+
+use crate::labels::ProblemType;
+
+/// One evaluated example: its true labels and what the model decided.
+#[derive(Debug, Clone)]
+pub struct Judged {
+    pub actual: Vec<String>,
+    pub predicted: Prediction,
+}
+
+/// Counts and scores of one label, treated as one-vs-rest.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LabelMetrics {
+    pub label: String,
+    /// Examples that truly carry the label.
+    pub support: usize,
+    /// Examples the model gave the label.
+    pub predicted: usize,
+    pub true_positives: usize,
+    /// 0 when the label was never predicted (scikit-learn's `zero_division=0`).
+    pub precision: f64,
+    pub recall: f64,
+    pub f1: f64,
+}
+
+/// The figures of one evaluation run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Evaluation {
+    pub examples: usize,
+    pub problem_type: ProblemType,
+    pub labels: Vec<String>,
+    /// Single-label: share of examples given their true label. Multi-label: share whose
+    /// predicted label set is exactly the true set.
+    pub accuracy: f64,
+    /// Mean of the per-label F1 scores.
+    pub macro_f1: f64,
+    /// F1 over all labels' pooled counts (equal to accuracy for single-label).
+    pub micro_f1: f64,
+    pub per_label: Vec<LabelMetrics>,
+    /// Single-label only: `confusion[actual][predicted]`, rows and columns in `labels` order.
+    pub confusion: Option<Vec<Vec<usize>>>,
+}
+
+/// Why an evaluation cannot be computed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EvaluationError {
+    #[error("no examples to evaluate")]
+    Empty,
+    #[error("example {index}: label `{label}` is not one of the model's labels {labels:?}")]
+    UnknownLabel {
+        index: usize,
+        label: String,
+        labels: Vec<String>,
+    },
+    #[error("example {index}: a single-label model needs exactly one true label, got {count}")]
+    NotSingleLabel { index: usize, count: usize },
+    #[error("example {index}: the prediction has no score for label `{label}`")]
+    MissingScore { index: usize, label: String },
+}
+
+fn f1(precision: f64, recall: f64) -> f64 {
+    if precision + recall == 0.0 {
+        0.0
+    } else {
+        2.0 * precision * recall / (precision + recall)
+    }
+}
+
+fn ratio(numerator: usize, denominator: usize) -> f64 {
+    if denominator == 0 {
+        0.0
+    } else {
+        numerator as f64 / denominator as f64
+    }
+}
+
+/// Compares every decision with the truth.
+pub fn evaluate(
+    labels: &[String],
+    problem_type: ProblemType,
+    judged: &[Judged],
+) -> Result<Evaluation, EvaluationError> {
+    if judged.is_empty() {
+        return Err(EvaluationError::Empty);
+    }
+    let index_of = |label: &str| labels.iter().position(|known| known == label);
+    let mut support = vec![0usize; labels.len()];
+    let mut predicted = vec![0usize; labels.len()];
+    let mut true_positives = vec![0usize; labels.len()];
+    let mut confusion = vec![vec![0usize; labels.len()]; labels.len()];
+    let mut exact = 0usize;
+    for (index, example) in judged.iter().enumerate() {
+        if problem_type == ProblemType::SingleLabel && example.actual.len() != 1 {
+            return Err(EvaluationError::NotSingleLabel {
+                index,
+                count: example.actual.len(),
+            });
+        }
+        let mut actual = vec![false; labels.len()];
+        for label in &example.actual {
+            let position = index_of(label).ok_or_else(|| EvaluationError::UnknownLabel {
+                index,
+                label: label.clone(),
+                labels: labels.to_vec(),
+            })?;
+            actual[position] = true;
+        }
+        let mut decided = vec![false; labels.len()];
+        for label in &example.predicted.labels {
+            let position = index_of(label).ok_or_else(|| EvaluationError::UnknownLabel {
+                index,
+                label: label.clone(),
+                labels: labels.to_vec(),
+            })?;
+            decided[position] = true;
+        }
+        if actual == decided {
+            exact += 1;
+        }
+        for position in 0..labels.len() {
+            support[position] += usize::from(actual[position]);
+            predicted[position] += usize::from(decided[position]);
+            true_positives[position] += usize::from(actual[position] && decided[position]);
+        }
+        if problem_type == ProblemType::SingleLabel
+            && let (Some(truth), Some(guess)) = (
+                actual.iter().position(|is| *is),
+                decided.iter().position(|is| *is),
+            )
+        {
+            confusion[truth][guess] += 1;
+        }
+    }
+    let per_label: Vec<LabelMetrics> = labels
+        .iter()
+        .enumerate()
+        .map(|(position, label)| {
+            let precision = ratio(true_positives[position], predicted[position]);
+            let recall = ratio(true_positives[position], support[position]);
+            LabelMetrics {
+                label: label.clone(),
+                support: support[position],
+                predicted: predicted[position],
+                true_positives: true_positives[position],
+                precision,
+                recall,
+                f1: f1(precision, recall),
+            }
+        })
+        .collect();
+    let pooled_precision = ratio(true_positives.iter().sum(), predicted.iter().sum());
+    let pooled_recall = ratio(true_positives.iter().sum(), support.iter().sum());
+    Ok(Evaluation {
+        examples: judged.len(),
+        problem_type,
+        labels: labels.to_vec(),
+        accuracy: ratio(exact, judged.len()),
+        macro_f1: per_label.iter().map(|metrics| metrics.f1).sum::<f64>() / labels.len() as f64,
+        micro_f1: f1(pooled_precision, pooled_recall),
+        per_label,
+        confusion: (problem_type == ProblemType::SingleLabel).then_some(confusion),
+    })
+}
+
+/// Accuracy on the examples whose true label is one of two (e.g. negative vs positive in a
+/// three-class sentiment set), deciding between those two by score alone.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BinaryAccuracy {
+    pub labels: [String; 2],
+    pub examples: usize,
+    pub accuracy: f64,
+}
+
+pub fn binary_accuracy(
+    judged: &[Judged],
+    labels: [&str; 2],
+) -> Result<BinaryAccuracy, EvaluationError> {
+    let mut examples = 0;
+    let mut right = 0;
+    for (index, example) in judged.iter().enumerate() {
+        let [truth] = example.actual.as_slice() else {
+            continue;
+        };
+        if !labels.contains(&truth.as_str()) {
+            continue;
+        }
+        let score = |label: &str| {
+            example.predicted.scores.get(label).copied().ok_or_else(|| {
+                EvaluationError::MissingScore {
+                    index,
+                    label: label.to_owned(),
+                }
+            })
+        };
+        let guess = if score(labels[0])? >= score(labels[1])? {
+            labels[0]
+        } else {
+            labels[1]
+        };
+        examples += 1;
+        right += usize::from(guess == truth);
+    }
+    if examples == 0 {
+        return Err(EvaluationError::Empty);
+    }
+    Ok(BinaryAccuracy {
+        labels: labels.map(str::to_owned),
+        examples,
+        accuracy: ratio(right, examples),
+    })
+}
+
+/// Precision and recall of "the label's probability is at least `threshold`".
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ThresholdPoint {
+    pub threshold: f64,
+    pub predicted: usize,
+    /// `None` when nothing reaches the threshold.
+    pub precision: Option<f64>,
+    pub recall: f64,
+    pub f1: f64,
+}
+
+/// One label's precision and recall at thresholds 0.00, 0.01, …, 1.00, one-vs-rest on its
+/// probability. For a single-label model this is the rule a threshold in `labels.json` adds
+/// on top of "most probable label".
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ThresholdSweep {
+    pub label: String,
+    pub positives: usize,
+    pub points: Vec<ThresholdPoint>,
+}
+
+/// What a suggested threshold should guarantee.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Target {
+    /// At least this precision, with as much recall as possible: the lowest threshold that
+    /// reaches it.
+    Precision(f64),
+    /// At least this recall, with as much precision as possible: the highest threshold that
+    /// keeps it.
+    Recall(f64),
+}
+
+pub const SWEEP_STEPS: usize = 100;
+
+pub fn sweep(judged: &[Judged], label: &str) -> Result<ThresholdSweep, EvaluationError> {
+    if judged.is_empty() {
+        return Err(EvaluationError::Empty);
+    }
+    let mut scored = Vec::with_capacity(judged.len());
+    for (index, example) in judged.iter().enumerate() {
+        let score = example
+            .predicted
+            .scores
+            .get(label)
+            .copied()
+            .ok_or_else(|| EvaluationError::MissingScore {
+                index,
+                label: label.to_owned(),
+            })?;
+        scored.push((f64::from(score), example.actual.iter().any(|l| l == label)));
+    }
+    let positives = scored.iter().filter(|(_, positive)| *positive).count();
+    let points = (0..=SWEEP_STEPS)
+        .map(|step| {
+            let threshold = step as f64 / SWEEP_STEPS as f64;
+            let (mut predicted, mut hits) = (0, 0);
+            for (score, positive) in &scored {
+                if *score >= threshold {
+                    predicted += 1;
+                    hits += usize::from(*positive);
+                }
+            }
+            let precision = (predicted > 0).then(|| ratio(hits, predicted));
+            let recall = ratio(hits, positives);
+            ThresholdPoint {
+                threshold,
+                predicted,
+                precision,
+                recall,
+                f1: f1(precision.unwrap_or(0.0), recall),
+            }
+        })
+        .collect();
+    Ok(ThresholdSweep {
+        label: label.to_owned(),
+        positives,
+        points,
+    })
+}
+
+impl ThresholdSweep {
+    /// The threshold that meets `target`, if any does.
+    pub fn suggest(&self, target: Target) -> Option<&ThresholdPoint> {
+        match target {
+            Target::Precision(wanted) => self
+                .points
+                .iter()
+                .find(|point| point.precision.is_some_and(|precision| precision >= wanted)),
+            Target::Recall(wanted) => self
+                .points
+                .iter()
+                .rev()
+                .find(|point| point.recall >= wanted),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn labels() -> Vec<String> {
+        ["negative", "neutral", "positive"]
+            .map(str::to_owned)
+            .to_vec()
+    }
+
+    /// A single-label judgement: truth, decided label, and the scores.
+    fn judged(truth: &str, decided: &str, scores: [f32; 3]) -> Judged {
+        Judged {
+            actual: vec![truth.to_owned()],
+            predicted: Prediction {
+                label: Some(decided.to_owned()),
+                score: 0.0,
+                labels: vec![decided.to_owned()],
+                scores: labels().into_iter().zip(scores).collect::<BTreeMap<_, _>>(),
+            },
+        }
+    }
+
+    fn sample() -> Vec<Judged> {
+        vec![
+            judged("negative", "negative", [0.9, 0.05, 0.05]),
+            judged("negative", "negative", [0.6, 0.3, 0.1]),
+            judged("negative", "neutral", [0.3, 0.5, 0.2]),
+            judged("neutral", "neutral", [0.2, 0.7, 0.1]),
+            judged("neutral", "negative", [0.5, 0.4, 0.1]),
+            judged("positive", "positive", [0.1, 0.1, 0.8]),
+            judged("positive", "neutral", [0.1, 0.5, 0.4]),
+        ]
+    }
+
+    #[test]
+    fn single_label_figures_match_a_hand_computation() {
+        let evaluation = evaluate(&labels(), ProblemType::SingleLabel, &sample()).expect("ok");
+        assert_eq!(evaluation.examples, 7);
+        assert!((evaluation.accuracy - 4.0 / 7.0).abs() < 1e-12);
+        assert_eq!(
+            evaluation.confusion,
+            Some(vec![vec![2, 1, 0], vec![1, 1, 0], vec![0, 1, 1]])
+        );
+        // negative: P 2/3 R 2/3; neutral: P 1/3 R 1/2; positive: P 1 R 1/2.
+        let expected_f1 = [2.0 / 3.0, 0.4, 2.0 / 3.0];
+        for (metrics, f1) in evaluation.per_label.iter().zip(expected_f1) {
+            assert!((metrics.f1 - f1).abs() < 1e-12, "{metrics:?}");
+        }
+        assert_eq!(evaluation.per_label[1].support, 2);
+        assert_eq!(evaluation.per_label[1].predicted, 3);
+        assert!((evaluation.macro_f1 - (2.0 / 3.0 + 0.4 + 2.0 / 3.0) / 3.0).abs() < 1e-12);
+        assert!((evaluation.micro_f1 - evaluation.accuracy).abs() < 1e-12);
+    }
+
+    #[test]
+    fn multi_label_counts_each_label_and_exact_sets() {
+        let names: Vec<String> = ["fire", "flood", "help"].map(str::to_owned).to_vec();
+        let example = |actual: &[&str], decided: &[&str]| Judged {
+            actual: actual.iter().map(|l| (*l).to_owned()).collect(),
+            predicted: Prediction {
+                label: decided.first().map(|l| (*l).to_owned()),
+                score: 0.0,
+                labels: decided.iter().map(|l| (*l).to_owned()).collect(),
+                scores: BTreeMap::new(),
+            },
+        };
+        let judged = vec![
+            example(&["fire", "help"], &["fire", "help"]),
+            example(&["flood"], &["flood", "help"]),
+            example(&[], &[]),
+            example(&["help"], &[]),
+        ];
+        let evaluation = evaluate(&names, ProblemType::MultiLabel, &judged).expect("ok");
+        assert_eq!(evaluation.confusion, None);
+        assert!((evaluation.accuracy - 0.5).abs() < 1e-12);
+        // Pooled: TP 3, predicted 4, support 4 → P = R = F1 = 0.75.
+        assert!((evaluation.micro_f1 - 0.75).abs() < 1e-12);
+        let help = &evaluation.per_label[2];
+        assert_eq!(
+            (help.true_positives, help.predicted, help.support),
+            (1, 2, 2)
+        );
+    }
+
+    #[test]
+    fn bad_examples_are_refused_with_their_index() {
+        let mut bad = sample();
+        bad[3].actual = vec!["angry".to_owned()];
+        assert!(matches!(
+            evaluate(&labels(), ProblemType::SingleLabel, &bad),
+            Err(EvaluationError::UnknownLabel { index: 3, .. })
+        ));
+        bad[3].actual = vec![];
+        assert_eq!(
+            evaluate(&labels(), ProblemType::SingleLabel, &bad),
+            Err(EvaluationError::NotSingleLabel { index: 3, count: 0 })
+        );
+        assert_eq!(
+            evaluate(&labels(), ProblemType::SingleLabel, &[]),
+            Err(EvaluationError::Empty)
+        );
+    }
+
+    #[test]
+    fn binary_accuracy_uses_only_the_two_labels() {
+        let binary = binary_accuracy(&sample(), ["negative", "positive"]).expect("ok");
+        // Five rows are negative or positive. By those two scores alone every one is right,
+        // including the negative row the model decided was neutral (0.3 against 0.2).
+        assert_eq!(binary.examples, 5);
+        assert!((binary.accuracy - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn sweep_and_suggestions_follow_the_threshold() {
+        let sweep = sweep(&sample(), "negative").expect("ok");
+        assert_eq!(sweep.positives, 3);
+        assert_eq!(sweep.points.len(), SWEEP_STEPS + 1);
+        let at = |threshold: f64| {
+            sweep
+                .points
+                .iter()
+                .find(|point| (point.threshold - threshold).abs() < 1e-9)
+                .expect("point")
+        };
+        // ≥ 0.5: scores 0.9, 0.6, 0.5 (a neutral row) → precision 2/3, recall 2/3.
+        assert_eq!(at(0.5).predicted, 3);
+        assert!((at(0.5).precision.expect("some") - 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!(at(1.0).precision, None);
+        assert!((at(0.0).recall - 1.0).abs() < 1e-12);
+        // Precision 1 first holds above the neutral row's 0.5.
+        let strict = sweep.suggest(Target::Precision(1.0)).expect("reachable");
+        assert!((strict.threshold - 0.51).abs() < 1e-9, "{strict:?}");
+        // Recall 1 needs every negative row, down to 0.3.
+        let full = sweep.suggest(Target::Recall(1.0)).expect("reachable");
+        assert!((full.threshold - 0.3).abs() < 1e-9, "{full:?}");
+        assert!(sweep.suggest(Target::Precision(1.5)).is_none());
+    }
+}
