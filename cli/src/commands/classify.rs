@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use classifier::{Classifier, InferenceOptions};
+use classifier::Classifier;
 use serde_json::{Value, json};
 
 /// Lines classified per model call: big enough for full batches, small enough to stream.
@@ -25,16 +25,7 @@ pub struct ClassifyArgs {
 }
 
 pub fn classify(args: &ClassifyArgs) -> anyhow::Result<()> {
-    let model_dir = args
-        .model
-        .clone()
-        .unwrap_or_else(pipeline::candle::bundled_model_dir);
-    let options = InferenceOptions {
-        threads: args.threads,
-        ..InferenceOptions::default()
-    };
-    let classifier = Classifier::load(&model_dir, options)
-        .with_context(|| format!("loading the model from {}", model_dir.display()))?;
+    let (classifier, _) = super::load_model(args.model.as_deref(), args.threads)?;
     let input: Box<dyn Read> = if args.input == Path::new("-") {
         Box::new(std::io::stdin().lock())
     } else {

@@ -12,7 +12,7 @@ use classifier::evaluate::{
     evaluate, sweep,
 };
 use classifier::model_dir::LABELS_FILE;
-use classifier::{Classifier, InferenceOptions, LabelsFile, ProblemType};
+use classifier::{Classifier, LabelsFile, ProblemType};
 use indicatif::{ProgressBar, ProgressStyle};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -96,16 +96,7 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
         Some(other) => bail!("--binary takes two labels, got {other:?}"),
     };
 
-    let model_dir = args
-        .model
-        .clone()
-        .unwrap_or_else(pipeline::candle::bundled_model_dir);
-    let options = InferenceOptions {
-        threads: args.threads,
-        ..InferenceOptions::default()
-    };
-    let classifier = Classifier::load(&model_dir, options)
-        .with_context(|| format!("loading the model from {}", model_dir.display()))?;
+    let (classifier, model_dir) = super::load_model(args.model.as_deref(), args.threads)?;
     let model = classifier.labels();
     for label in args.sweep_label.iter().chain(args.binary.iter().flatten()) {
         if !model.labels.contains(label) {
