@@ -133,12 +133,6 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
             })?),
             _ => None,
         };
-    if args.write_threshold
-        && let (Some(sweep), Some(point)) = (&sweep, suggested)
-    {
-        write_threshold(&model_dir, model, &sweep.label, point.threshold)?;
-    }
-
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let report =
@@ -183,6 +177,12 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
         &args.out.join("report.md"),
         markdown(&report, &plots).into_bytes(),
     )?;
+    // Last, so a failed report never leaves a changed model behind.
+    if args.write_threshold
+        && let (Some(sweep), Some(point)) = (&sweep, suggested)
+    {
+        write_threshold(&model_dir, model, &sweep.label, point.threshold)?;
+    }
 
     let mut stdout = std::io::stdout().lock();
     writeln!(

@@ -1,7 +1,6 @@
-//! The classifier: a BERT encoder (`bert.rs`), pooling, a
-//! small head, and the batching that makes CPU inference cheap — texts are sorted by token
-//! length, cut into batches under a token budget, padded only to the longest in the batch,
-//! and their predictions are returned in input order.
+//! The classifier: a BERT encoder (`bert.rs`), pooling, a small head, and the batching that
+//! makes CPU inference cheap — texts are sorted by token length, cut into batches under a
+//! token budget, run unpadded, and their predictions are returned in input order.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -206,6 +205,10 @@ impl TextEncoder {
                 self.options.token_budget,
             ) {
                 timing.batches += 1;
+                timing.tokens += batch
+                    .iter()
+                    .map(|index| encodings[*index].len())
+                    .sum::<usize>();
                 let pooled = self.encode(&batch, &encodings)?;
                 let values = output(&pooled)?.to_vec2::<f32>()?;
                 for (index, row) in batch.iter().zip(values) {

@@ -130,6 +130,8 @@ fn batching_does_not_change_any_result() {
     let (actual, timing_batched) = batched.logits(TEXTS).expect("logits");
     assert_eq!(timing_single.batches, TEXTS.len());
     assert!(timing_batched.batches > 1 && timing_batched.batches < TEXTS.len());
+    // Every text has at least [CLS] and [SEP]; batching adds no padding to that count.
+    assert!(timing_single.tokens >= 2 * TEXTS.len(), "{timing_single:?}");
     assert_eq!(
         timing_batched.tokens, timing_single.tokens,
         "no padding is computed"
