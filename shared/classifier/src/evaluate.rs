@@ -90,7 +90,22 @@ pub fn evaluate(
     if judged.is_empty() {
         return Err(EvaluationError::Empty);
     }
-    let index_of = |label: &str| labels.iter().position(|known| known == label);
+    // One flag per label, set for each name in `names`.
+    let flags = |names: &[String], index: usize| -> Result<Vec<bool>, EvaluationError> {
+        let mut flags = vec![false; labels.len()];
+        for name in names {
+            let position = labels
+                .iter()
+                .position(|known| known == name)
+                .ok_or_else(|| EvaluationError::UnknownLabel {
+                    index,
+                    label: name.clone(),
+                    labels: labels.to_vec(),
+                })?;
+            flags[position] = true;
+        }
+        Ok(flags)
+    };
     let mut support = vec![0usize; labels.len()];
     let mut predicted = vec![0usize; labels.len()];
     let mut true_positives = vec![0usize; labels.len()];
@@ -103,24 +118,8 @@ pub fn evaluate(
                 count: example.actual.len(),
             });
         }
-        let mut actual = vec![false; labels.len()];
-        for label in &example.actual {
-            let position = index_of(label).ok_or_else(|| EvaluationError::UnknownLabel {
-                index,
-                label: label.clone(),
-                labels: labels.to_vec(),
-            })?;
-            actual[position] = true;
-        }
-        let mut decided = vec![false; labels.len()];
-        for label in &example.predicted.labels {
-            let position = index_of(label).ok_or_else(|| EvaluationError::UnknownLabel {
-                index,
-                label: label.clone(),
-                labels: labels.to_vec(),
-            })?;
-            decided[position] = true;
-        }
+        let actual = flags(&example.actual, index)?;
+        let decided = flags(&example.predicted.labels, index)?;
         if actual == decided {
             exact += 1;
         }
