@@ -48,12 +48,23 @@ impl BertEncoder {
     /// `input_ids` holds the texts' token ids one after another, `lengths` how many each
     /// text has. Returns `(tokens, hidden)`, one row per token in the same order.
     pub fn forward(&self, input_ids: &Tensor, lengths: &[usize]) -> candle_core::Result<Tensor> {
+        self.forward_layers(input_ids, lengths, self.layers.len())
+    }
+
+    /// As `forward`, through the embeddings and the first `count` layers only: the frozen
+    /// part under layers that are being fine-tuned.
+    pub fn forward_layers(
+        &self,
+        input_ids: &Tensor,
+        lengths: &[usize],
+        count: usize,
+    ) -> candle_core::Result<Tensor> {
         let tokens = input_ids.dims1()?;
         if lengths.iter().sum::<usize>() != tokens || lengths.contains(&0) {
             candle_core::bail!("lengths {lengths:?} do not cover {tokens} tokens");
         }
         let mut hidden = self.embeddings.forward(input_ids, lengths)?;
-        for layer in &self.layers {
+        for layer in self.layers.iter().take(count) {
             hidden = layer.forward(&hidden, lengths)?;
         }
         Ok(hidden)
@@ -381,43 +392,10 @@ impl CustomOp1 for SelfAttention<'_> {
 #[cfg(test)]
 mod tests {
     use candle_core::{DType, Device};
-    use candle_nn::VarMap;
     use candle_transformers::models::bert::BertModel;
 
     use super::*;
-
-    fn tiny_config(hidden_act: &str) -> Config {
-        serde_json::from_value(serde_json::json!({
-            "vocab_size": 40, "hidden_size": 24, "num_hidden_layers": 2,
-            "num_attention_heads": 3, "intermediate_size": 48, "hidden_act": hidden_act,
-            "hidden_dropout_prob": 0.1, "max_position_embeddings": 16, "type_vocab_size": 2,
-            "initializer_range": 0.02, "layer_norm_eps": 1e-12, "pad_token_id": 0,
-            "classifier_dropout": null, "model_type": "bert"
-        }))
-        .expect("tiny config")
-    }
-
-    /// Every variable of a stock BERT, filled with deterministic pseudo-random values
-    /// (LayerNorm parameters included, so a swapped gamma/beta cannot pass).
-    fn random_weights(config: &Config) -> VarMap {
-        let varmap = VarMap::new();
-        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-        BertModel::load(vb, config).expect("stock model");
-        let data = varmap.data().lock().expect("varmap lock");
-        let mut names: Vec<&String> = data.keys().collect();
-        names.sort();
-        for (index, name) in names.into_iter().enumerate() {
-            let var = &data[name];
-            let count = var.elem_count();
-            let values: Vec<f32> = (0..count)
-                .map(|i| ((i * 7919 + index * 104_729) as f32 * 0.618).sin() * 0.5)
-                .collect();
-            let values = Tensor::from_vec(values, var.shape(), &Device::Cpu).expect("values");
-            var.set(&values).expect("set");
-        }
-        drop(data);
-        varmap
-    }
+    use crate::test_support::{random_weights, tiny_config};
 
     #[test]
     fn hidden_states_match_candle_transformers_bert_on_real_tokens() {

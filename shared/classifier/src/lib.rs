@@ -10,7 +10,11 @@ pub mod export;
 mod kernels;
 pub mod labels;
 pub mod model_dir;
+pub mod optimizer;
+#[cfg(test)]
+mod test_support;
 pub mod train;
+pub mod trainable_bert;
 
 pub use engine::{
     Classifier, InferenceOptions, InferenceTiming, PredictError, TextEncoder, decide,

@@ -5,10 +5,10 @@
 use std::collections::HashMap;
 
 use candle_core::{D, DType, Device, Tensor, Var};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use serde::Serialize;
 
 use crate::labels::ProblemType;
+use crate::optimizer::{AdamW, ParamGroup};
 
 /// Labelled vectors: `targets[i]` is one-hot (single-label) or multi-hot (multi-label).
 #[derive(Debug, Clone, Default)]
@@ -100,6 +100,15 @@ impl SeededRng {
         Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
     }
 
+    /// Restores a generator from `state()`, to resume a run where it stopped.
+    pub fn from_state(state: u64) -> Self {
+        Self(state | 1)
+    }
+
+    pub fn state(&self) -> u64 {
+        self.0
+    }
+
     pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
@@ -120,7 +129,7 @@ impl SeededRng {
     }
 }
 
-struct Layer {
+pub(crate) struct Layer {
     name: &'static str,
     weight: Var,
     bias: Var,
@@ -152,13 +161,28 @@ impl Layer {
     }
 }
 
-struct Head {
+pub(crate) struct Head {
     hidden: Option<Layer>,
     output: Layer,
 }
 
 impl Head {
-    fn forward(&self, input: &Tensor) -> candle_core::Result<Tensor> {
+    /// A freshly initialized head over `inputs`-wide vectors.
+    pub(crate) fn new(
+        inputs: usize,
+        hidden_size: Option<usize>,
+        labels: usize,
+        rng: &mut SeededRng,
+    ) -> candle_core::Result<Self> {
+        Ok(Self {
+            hidden: hidden_size
+                .map(|size| Layer::new("hidden", inputs, size, rng))
+                .transpose()?,
+            output: Layer::new("output", hidden_size.unwrap_or(inputs), labels, rng)?,
+        })
+    }
+
+    pub(crate) fn forward(&self, input: &Tensor) -> candle_core::Result<Tensor> {
         match &self.hidden {
             // Same GELU (erf) as the inference head.
             Some(hidden) => self.output.forward(&hidden.forward(input)?.gelu_erf()?),
@@ -170,7 +194,7 @@ impl Head {
         self.hidden.iter().chain(std::iter::once(&self.output))
     }
 
-    fn vars(&self) -> Vec<(String, Var)> {
+    pub(crate) fn vars(&self) -> Vec<(String, Var)> {
         self.layers()
             .flat_map(|layer| {
                 [
@@ -187,7 +211,7 @@ impl Head {
             .collect()
     }
 
-    fn snapshot(&self) -> candle_core::Result<HashMap<String, Tensor>> {
+    pub(crate) fn snapshot(&self) -> candle_core::Result<HashMap<String, Tensor>> {
         self.vars()
             .into_iter()
             .map(|(name, var)| Ok((name, var.as_tensor().copy()?)))
@@ -204,28 +228,14 @@ pub fn train_head(
 ) -> Result<TrainedHead, TrainError> {
     let (dim, labels) = check_shapes(train, valid)?;
     let mut rng = SeededRng::new(config.seed);
-    let head = Head {
-        hidden: config
-            .hidden_size
-            .map(|size| Layer::new("hidden", dim, size, &mut rng))
-            .transpose()?,
-        output: Layer::new(
-            "output",
-            config.hidden_size.unwrap_or(dim),
-            labels,
-            &mut rng,
-        )?,
-    };
+    let head = Head::new(dim, config.hidden_size, labels, &mut rng)?;
     let vars = head.vars();
-    let mut optimizer = AdamW::new(
-        vars.iter().map(|(_, var)| var.clone()).collect(),
-        ParamsAdamW {
-            lr: config.learning_rate,
-            weight_decay: config.weight_decay,
-            ..ParamsAdamW::default()
-        },
-    )?;
-    let weights = label_weights(train, config)?;
+    let mut optimizer = AdamW::new(vec![ParamGroup {
+        learning_rate: config.learning_rate,
+        weight_decay: config.weight_decay,
+        vars: vars.clone(),
+    }])?;
+    let weights = label_weights(&train.targets, config.problem_type, config.class_weighting)?;
     let valid_features = matrix(&valid.features)?;
 
     let batch_size = config.batch_size.max(1);
@@ -241,12 +251,6 @@ pub fn train_head(
         let mut loss_sum = 0f32;
         for chunk in order.chunks(batch_size) {
             step += 1;
-            optimizer.set_learning_rate(learning_rate_at(
-                step,
-                warmup_steps,
-                total_steps,
-                config.learning_rate,
-            ));
             let features = matrix(
                 &chunk
                     .iter()
@@ -267,17 +271,20 @@ pub fn train_head(
             )?;
             let gradients = loss.backward()?;
             if step == 1 {
-                for (name, var) in &vars {
-                    if gradients.get(var.as_tensor()).is_none() {
-                        return Err(TrainError::NoGradient(name.clone()));
-                    }
-                }
+                check_gradients(&vars, &gradients)?;
             }
-            optimizer.step(&gradients)?;
+            optimizer.step(
+                &gradients,
+                learning_rate_at(step, warmup_steps, total_steps),
+                None,
+            )?;
             loss_sum += loss.to_scalar::<f32>()? * chunk.len() as f32;
         }
-        let (valid_metric, valid_accuracy) =
-            score(&head.forward(&valid_features)?, valid, config.problem_type)?;
+        let (valid_metric, valid_accuracy) = score(
+            &head.forward(&valid_features)?,
+            &valid.targets,
+            config.problem_type,
+        )?;
         let report = EpochReport {
             epoch,
             train_loss: loss_sum / train.len() as f32,
@@ -335,27 +342,47 @@ fn matrix(rows: &[Vec<f32>]) -> candle_core::Result<Tensor> {
     Tensor::from_vec(rows.concat(), (rows.len(), width), &Device::Cpu)
 }
 
-/// Linear warm-up to `peak`, then linear decay to zero (the BERT fine-tuning schedule).
-fn learning_rate_at(step: usize, warmup: usize, total: usize, peak: f64) -> f64 {
+/// The silent failure of training through a fused op: the loss goes down, but only for the
+/// variables that got gradients. Checked after the first backward pass.
+pub(crate) fn check_gradients(
+    vars: &[(String, Var)],
+    gradients: &candle_core::backprop::GradStore,
+) -> Result<(), TrainError> {
+    match vars
+        .iter()
+        .find(|(_, var)| gradients.get(var.as_tensor()).is_none())
+    {
+        Some((name, _)) => Err(TrainError::NoGradient(name.clone())),
+        None => Ok(()),
+    }
+}
+
+/// The share of the peak learning rate at `step` (from 1): linear warm-up, then linear decay
+/// to zero (the BERT fine-tuning schedule).
+pub(crate) fn learning_rate_at(step: usize, warmup: usize, total: usize) -> f64 {
     if step <= warmup {
-        peak * step as f64 / warmup.max(1) as f64
+        step as f64 / warmup.max(1) as f64
     } else {
-        peak * (total.saturating_sub(step) as f64 / (total - warmup).max(1) as f64)
+        total.saturating_sub(step) as f64 / (total - warmup).max(1) as f64
     }
 }
 
 /// Per-label weights: inverse frequency (normalized to mean 1), or all ones.
-fn label_weights(train: &Examples, config: &HeadTraining) -> candle_core::Result<Tensor> {
-    let labels = train.targets[0].len();
+pub(crate) fn label_weights(
+    targets: &[Vec<f32>],
+    problem_type: ProblemType,
+    class_weighting: bool,
+) -> candle_core::Result<Tensor> {
+    let labels = targets[0].len();
     let mut positives = vec![0f32; labels];
-    for row in &train.targets {
+    for row in targets {
         for (count, value) in positives.iter_mut().zip(row) {
             *count += value;
         }
     }
-    let weights: Vec<f32> = if config.class_weighting {
-        let total = train.len() as f32;
-        match config.problem_type {
+    let weights: Vec<f32> = if class_weighting {
+        let total = targets.len() as f32;
+        match problem_type {
             ProblemType::SingleLabel => positives
                 .iter()
                 .map(|count| total / (labels as f32 * count.max(1.0)))
@@ -373,7 +400,7 @@ fn label_weights(train: &Examples, config: &HeadTraining) -> candle_core::Result
     Tensor::from_vec(weights, labels, &Device::Cpu)
 }
 
-fn loss(
+pub(crate) fn loss(
     logits: &Tensor,
     targets: &Tensor,
     weights: &Tensor,
@@ -401,19 +428,19 @@ fn loss(
     }
 }
 
-/// (macro-F1 or micro-F1, accuracy) of `logits` against `examples`.
-fn score(
+/// (macro-F1 or micro-F1, accuracy) of `logits` against `targets`.
+pub(crate) fn score(
     logits: &Tensor,
-    examples: &Examples,
+    targets: &[Vec<f32>],
     problem: ProblemType,
 ) -> candle_core::Result<(f32, f32)> {
     let rows = logits.to_vec2::<f32>()?;
-    let labels = examples.targets[0].len();
+    let labels = targets[0].len();
     let mut true_positive = vec![0f32; labels];
     let mut false_positive = vec![0f32; labels];
     let mut false_negative = vec![0f32; labels];
     let mut exact = 0usize;
-    for (row, target) in rows.iter().zip(&examples.targets) {
+    for (row, target) in rows.iter().zip(targets) {
         let predicted: Vec<bool> = match problem {
             ProblemType::SingleLabel => {
                 let best = (0..labels)
@@ -580,7 +607,7 @@ mod tests {
             &Device::Cpu,
         )
         .expect("tensor");
-        let targets = [0usize, 1, 1, 2]
+        let targets: Vec<Vec<f32>> = [0usize, 1, 1, 2]
             .iter()
             .map(|label| {
                 (0..3)
@@ -588,12 +615,8 @@ mod tests {
                     .collect()
             })
             .collect();
-        let examples = Examples {
-            features: vec![vec![0.0]; 4],
-            targets,
-        };
         let (macro_f1, accuracy) =
-            score(&logits, &examples, ProblemType::SingleLabel).expect("score");
+            score(&logits, &targets, ProblemType::SingleLabel).expect("score");
         // F1: label 0 = 2·1/(2+1+0) = 2/3; label 1 = 2/(2+0+1) = 2/3; label 2 = 1.
         assert!((macro_f1 - (2.0 / 3.0 + 2.0 / 3.0 + 1.0) / 3.0).abs() < 1e-6);
         assert!((accuracy - 0.75).abs() < 1e-6);
@@ -601,10 +624,10 @@ mod tests {
 
     #[test]
     fn schedule_warms_up_then_decays_to_zero() {
-        assert!((learning_rate_at(5, 10, 100, 1.0) - 0.5).abs() < 1e-9);
-        assert!((learning_rate_at(10, 10, 100, 1.0) - 1.0).abs() < 1e-9);
-        assert!((learning_rate_at(55, 10, 100, 1.0) - 0.5).abs() < 1e-9);
-        assert!(learning_rate_at(100, 10, 100, 1.0).abs() < 1e-9);
+        assert!((learning_rate_at(5, 10, 100) - 0.5).abs() < 1e-9);
+        assert!((learning_rate_at(10, 10, 100) - 1.0).abs() < 1e-9);
+        assert!((learning_rate_at(55, 10, 100) - 0.5).abs() < 1e-9);
+        assert!(learning_rate_at(100, 10, 100).abs() < 1e-9);
     }
 
     #[test]
