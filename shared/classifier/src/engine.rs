@@ -407,7 +407,7 @@ pub(crate) fn plan_batches(
 }
 
 /// Pools the `(tokens, hidden)` rows of texts of `lengths` tokens into `(texts, hidden)`.
-fn pool(
+pub(crate) fn pool(
     hidden: &Tensor,
     lengths: &[usize],
     kind: PoolingKind,
@@ -444,7 +444,7 @@ pub(crate) struct Head {
 }
 
 impl Head {
-    fn load(
+    pub(crate) fn load(
         vb: VarBuilder<'_>,
         spec: &HeadSpec,
         input: usize,
@@ -458,7 +458,7 @@ impl Head {
         Ok(Self { hidden, output })
     }
 
-    fn forward(&self, pooled: &Tensor) -> candle_core::Result<Tensor> {
+    pub(crate) fn forward(&self, pooled: &Tensor) -> candle_core::Result<Tensor> {
         match &self.hidden {
             Some(hidden) => self.output.forward(&hidden.forward(pooled)?.gelu_erf()?),
             None => self.output.forward(pooled),

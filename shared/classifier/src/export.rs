@@ -24,13 +24,17 @@ pub enum ExportError {
     Weights(#[from] candle_core::Error),
     #[error("labels.json: {0}")]
     Labels(String),
+    #[error("{0}")]
+    Trained(String),
 }
 
-/// Writes `out` from the encoder in `base` and `head` (tensors named `classifier.*`).
+/// Writes `out` from the encoder in `base` with `trained` laid over it: the head (tensors
+/// named `classifier.*`) and any fine-tuned encoder tensors, which must replace ones of the
+/// same name and shape.
 pub fn write_model_dir(
     base: &Path,
     out: &Path,
-    head: &HashMap<String, Tensor>,
+    trained: &HashMap<String, Tensor>,
     labels: &LabelsFile,
     dtype: DType,
 ) -> Result<(), ExportError> {
@@ -57,10 +61,24 @@ pub fn write_model_dir(
     let mut tensors = candle_core::safetensors::load(&base_weights, &Device::Cpu)?;
     // The old head is replaced; BERT's pooler is not used by mean or CLS pooling here.
     tensors.retain(|name, _| !name.starts_with("classifier.") && !name.starts_with("pooler."));
-    tensors.extend(
-        head.iter()
-            .map(|(name, tensor)| (name.clone(), tensor.clone())),
-    );
+    for (name, tensor) in trained {
+        if !name.starts_with("classifier.") {
+            let replaced = tensors.get(name).ok_or_else(|| {
+                ExportError::Trained(format!(
+                    "trained tensor `{name}` is not in {}",
+                    base_weights.display()
+                ))
+            })?;
+            if replaced.shape() != tensor.shape() {
+                return Err(ExportError::Trained(format!(
+                    "trained tensor `{name}` has shape {:?}, the base {:?}",
+                    tensor.shape(),
+                    replaced.shape()
+                )));
+            }
+        }
+        tensors.insert(name.clone(), tensor.clone());
+    }
     let converted = tensors
         .into_iter()
         .map(|(name, tensor)| {

@@ -7,6 +7,7 @@ use gemm as _;
 pub mod engine;
 pub mod evaluate;
 pub mod export;
+pub mod finetune;
 mod kernels;
 pub mod labels;
 pub mod model_dir;

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use candle_core::{D, DType, Device, Tensor, Var};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::labels::ProblemType;
 use crate::optimizer::{AdamW, ParamGroup};
@@ -64,7 +64,7 @@ impl Default for HeadTraining {
 }
 
 /// One epoch's figures, for the progress bar and `labels.json`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct EpochReport {
     pub epoch: usize,
     pub train_loss: f32,
@@ -89,6 +89,10 @@ pub enum TrainError {
     Compute(#[from] candle_core::Error),
     #[error("variable `{0}` received no gradient: the graph has a non-differentiable op")]
     NoGradient(String),
+    #[error("checkpoint {0}")]
+    Checkpoint(String),
+    #[error("stopped after epoch {epoch}; its checkpoint resumes the run")]
+    Stopped { epoch: usize },
 }
 
 /// A small, seedable generator (xorshift64*), enough for initialization and shuffling.

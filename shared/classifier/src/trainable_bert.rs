@@ -34,7 +34,7 @@ pub struct Dropout<'a> {
 }
 
 impl Dropout<'_> {
-    fn apply(&mut self, x: &Tensor) -> candle_core::Result<Tensor> {
+    pub(crate) fn apply(&mut self, x: &Tensor) -> candle_core::Result<Tensor> {
         if self.rate <= 0.0 {
             return Ok(x.clone());
         }

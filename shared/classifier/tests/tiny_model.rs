@@ -271,3 +271,83 @@ fn broken_model_directories_are_refused_with_the_file_named() {
         Err(LoadError::Read { .. })
     ));
 }
+
+#[test]
+fn exported_directories_carry_fine_tuned_encoder_tensors_and_refuse_foreign_ones() {
+    let base = tempfile::tempdir().expect("temp dir");
+    write_dir(base.path(), &labels(None), &weights(3, None));
+    let original = Classifier::load(base.path(), InferenceOptions::default()).expect("base");
+    let labels_file: classifier::LabelsFile = serde_json::from_value(labels(None)).expect("labels");
+    let head: HashMap<String, Tensor> = [
+        ("classifier.output.weight", (3, 16)),
+        ("classifier.output.bias", (3, 1)),
+    ]
+    .into_iter()
+    .map(|(name, shape)| {
+        let tensor = Tensor::ones(shape, DType::F32, &Device::Cpu)
+            .and_then(|ones| {
+                if shape.1 == 1 {
+                    ones.flatten_all()
+                } else {
+                    Ok(ones)
+                }
+            })
+            .expect("tensor");
+        (name.to_owned(), tensor)
+    })
+    .collect();
+    let tuned_name = "encoder.layer.1.output.dense.bias";
+    let mut trained = head.clone();
+    trained.insert(
+        tuned_name.to_owned(),
+        Tensor::full(0.5f32, 16, &Device::Cpu).expect("bias"),
+    );
+
+    let out = tempfile::tempdir().expect("temp dir");
+    classifier::export::write_model_dir(
+        base.path(),
+        out.path(),
+        &trained,
+        &labels_file,
+        DType::F32,
+    )
+    .expect("export");
+    let written =
+        candle_core::safetensors::load(out.path().join("model.safetensors"), &Device::Cpu)
+            .expect("written weights");
+    assert_eq!(
+        written[tuned_name].to_vec1::<f32>().expect("values"),
+        vec![0.5; 16]
+    );
+    let exported = Classifier::load(out.path(), InferenceOptions::default()).expect("exported");
+    let texts = ["the crew was great !", "late"];
+    let before = original.logits(&texts).expect("logits").0;
+    let after = exported.logits(&texts).expect("logits").0;
+    assert_ne!(
+        before, after,
+        "the head and encoder tensors were not applied"
+    );
+
+    let mut foreign = head.clone();
+    foreign.insert(
+        "encoder.layer.9.output.dense.bias".to_owned(),
+        Tensor::zeros(16, DType::F32, &Device::Cpu).expect("bias"),
+    );
+    let mut misshapen = head;
+    misshapen.insert(
+        tuned_name.to_owned(),
+        Tensor::zeros(8, DType::F32, &Device::Cpu).expect("bias"),
+    );
+    for (trained, expected) in [(foreign, "is not in"), (misshapen, "has shape")] {
+        let error = classifier::export::write_model_dir(
+            base.path(),
+            out.path(),
+            &trained,
+            &labels_file,
+            DType::F32,
+        )
+        .expect_err("refused")
+        .to_string();
+        assert!(error.contains(expected), "{error}");
+    }
+}
