@@ -1,22 +1,24 @@
-//! Labelled examples from JSON Lines (`{"text", "label"}` or `{"text", "labels": [...]}`), CSV
-//! or TSV (a `text` column and a `label` column), chosen by file extension.
+//! Labelled examples from JSON Lines, CSV or TSV (chosen by file extension): a text column and
+//! either one label column, a `labels` list (JSON Lines), or several 0/1 label columns
+//! (multi-label, `--label-columns`).
 
 use std::collections::BTreeSet;
 use std::path::Path;
 
 use anyhow::{Context, bail};
+use serde_json::Value;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Labelled {
     pub text: String,
-    /// One label (single-label) or several (multi-label).
+    /// One label (single-label) or any number (multi-label).
     pub labels: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LabelledSet {
     pub examples: Vec<Labelled>,
-    /// True when any example uses a `labels` list.
+    /// True when labels come from a `labels` list or from several label columns.
     pub multi_label: bool,
 }
 
@@ -32,15 +34,59 @@ impl LabelledSet {
     }
 }
 
-pub fn read(path: &Path) -> anyhow::Result<LabelledSet> {
+/// Which columns (or JSON fields) hold the text and the labels.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ColumnArgs {
+    /// The column (CSV/TSV) or field (JSON Lines) holding the text.
+    #[arg(long, default_value = "text")]
+    pub text_column: String,
+    /// The column or field holding one label per example (JSON Lines also accepts a
+    /// `labels` list, for multi-label).
+    #[arg(long, default_value = "label")]
+    pub label_column: String,
+    /// Multi-label from yes/no columns, comma-separated: each is a label, on when its value
+    /// is 1, true or yes.
+    #[arg(long, value_delimiter = ',')]
+    pub label_columns: Vec<String>,
+}
+
+impl ColumnArgs {
+    pub fn columns(&self) -> Columns {
+        Columns {
+            text: self.text_column.clone(),
+            label: self.label_column.clone(),
+            flags: self.label_columns.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Columns {
+    pub text: String,
+    pub label: String,
+    /// When not empty: multi-label, one yes/no column per label.
+    pub flags: Vec<String>,
+}
+
+impl Default for Columns {
+    fn default() -> Self {
+        Self {
+            text: "text".to_owned(),
+            label: "label".to_owned(),
+            flags: Vec::new(),
+        }
+    }
+}
+
+pub fn read(path: &Path, columns: &Columns) -> anyhow::Result<LabelledSet> {
     let extension = path
         .extension()
         .and_then(|extension| extension.to_str())
         .unwrap_or_default();
     let set = match extension {
-        "jsonl" | "ndjson" | "json" => read_json_lines(path)?,
-        "csv" => read_delimited(path, b',')?,
-        "tsv" | "tab" => read_delimited(path, b'\t')?,
+        "jsonl" | "ndjson" | "json" => read_json_lines(path, columns)?,
+        "csv" => read_delimited(path, b',', columns)?,
+        "tsv" | "tab" => read_delimited(path, b'\t', columns)?,
         other => bail!(
             "{}: unknown extension `{other}` (expected .jsonl, .csv or .tsv)",
             path.display()
@@ -52,12 +98,42 @@ pub fn read(path: &Path) -> anyhow::Result<LabelledSet> {
     Ok(set)
 }
 
-fn read_json_lines(path: &Path) -> anyhow::Result<LabelledSet> {
+/// A yes/no cell: 1 / 0, true / false, yes / no (any case); anything else is refused.
+fn flag(value: &str) -> Option<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "y" => Some(true),
+        "0" | "false" | "no" | "n" => Some(false),
+        _ => None,
+    }
+}
+
+/// The labels whose flag is on, or an error naming the column and its value.
+fn flagged(
+    flags: &[String],
+    mut value_of: impl FnMut(&str) -> Option<String>,
+) -> Result<Vec<String>, String> {
+    let mut labels = Vec::new();
+    for name in flags {
+        let value = value_of(name).ok_or_else(|| format!("no `{name}` value"))?;
+        match flag(&value) {
+            Some(true) => labels.push(name.clone()),
+            Some(false) => {}
+            None => {
+                return Err(format!(
+                    "`{name}` is `{value}`, not 1/0, true/false or yes/no"
+                ));
+            }
+        }
+    }
+    Ok(labels)
+}
+
+fn read_json_lines(path: &Path, columns: &Columns) -> anyhow::Result<LabelledSet> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let mut set = LabelledSet {
         examples: Vec::new(),
-        multi_label: false,
+        multi_label: !columns.flags.is_empty(),
     };
     for (index, line) in text
         .lines()
@@ -65,29 +141,45 @@ fn read_json_lines(path: &Path) -> anyhow::Result<LabelledSet> {
         .filter(|(_, line)| !line.trim().is_empty())
     {
         let at = || format!("{} line {}", path.display(), index + 1);
-        let value: serde_json::Value = serde_json::from_str(line).with_context(at)?;
-        let text = value["text"]
+        let value: Value = serde_json::from_str(line).with_context(at)?;
+        let text = value[&columns.text]
             .as_str()
-            .with_context(|| format!("{}: no string `text`", at()))?
+            .with_context(|| format!("{}: no string `{}`", at(), columns.text))?
             .to_owned();
-        let labels = match (&value["label"], &value["labels"]) {
-            (serde_json::Value::String(label), _) => vec![label.clone()],
-            (_, serde_json::Value::Array(labels)) => {
-                set.multi_label = true;
-                labels
-                    .iter()
-                    .map(|label| label.as_str().map(str::to_owned))
-                    .collect::<Option<Vec<_>>>()
-                    .with_context(|| format!("{}: `labels` must hold strings", at()))?
+        let labels = if columns.flags.is_empty() {
+            match (&value[&columns.label], &value["labels"]) {
+                (Value::String(label), _) if !label.trim().is_empty() => {
+                    vec![label.trim().to_owned()]
+                }
+                (_, Value::Array(labels)) => {
+                    set.multi_label = true;
+                    labels
+                        .iter()
+                        .map(|label| label.as_str().map(str::to_owned))
+                        .collect::<Option<Vec<_>>>()
+                        .with_context(|| format!("{}: `labels` must hold strings", at()))?
+                }
+                _ => bail!(
+                    "{}: needs a non-empty string `{}` or a `labels` list",
+                    at(),
+                    columns.label
+                ),
             }
-            _ => bail!("{}: needs a string `label` or a `labels` list", at()),
+        } else {
+            flagged(&columns.flags, |name| match &value[name] {
+                Value::Bool(on) => Some(on.to_string()),
+                Value::Number(number) => Some(number.to_string()),
+                Value::String(text) => Some(text.clone()),
+                _ => None,
+            })
+            .map_err(|message| anyhow::anyhow!("{}: {message}", at()))?
         };
         set.examples.push(Labelled { text, labels });
     }
     Ok(set)
 }
 
-fn read_delimited(path: &Path, delimiter: u8) -> anyhow::Result<LabelledSet> {
+fn read_delimited(path: &Path, delimiter: u8, columns: &Columns) -> anyhow::Result<LabelledSet> {
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(delimiter)
         .from_path(path)
@@ -105,23 +197,125 @@ fn read_delimited(path: &Path, delimiter: u8) -> anyhow::Result<LabelledSet> {
                 )
             })
     };
-    let (text_column, label_column) = (column("text")?, column("label")?);
+    let text_column = column(&columns.text)?;
+    let label_column = if columns.flags.is_empty() {
+        Some(column(&columns.label)?)
+    } else {
+        None
+    };
+    let flag_columns = columns
+        .flags
+        .iter()
+        .map(|name| Ok((name.clone(), column(name)?)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let mut examples = Vec::new();
     for (index, record) in reader.records().enumerate() {
-        let record = record.with_context(|| format!("{} record {}", path.display(), index + 1))?;
+        let at = || format!("{} record {}", path.display(), index + 1);
+        let record = record.with_context(at)?;
+        let labels = match label_column {
+            Some(label_column) => {
+                let label = record.get(label_column).unwrap_or_default().trim();
+                if label.is_empty() {
+                    bail!("{}: empty `{}`", at(), columns.label);
+                }
+                vec![label.to_owned()]
+            }
+            None => flagged(&columns.flags, |name| {
+                flag_columns
+                    .iter()
+                    .find(|(flag_name, _)| flag_name == name)
+                    .and_then(|(_, position)| record.get(*position))
+                    .map(str::to_owned)
+            })
+            .map_err(|message| anyhow::anyhow!("{}: {message}", at()))?,
+        };
         examples.push(Labelled {
             text: record.get(text_column).unwrap_or_default().to_owned(),
-            labels: vec![
-                record
-                    .get(label_column)
-                    .unwrap_or_default()
-                    .trim()
-                    .to_owned(),
-            ],
+            labels,
         });
     }
     Ok(LabelledSet {
         examples,
-        multi_label: false,
+        multi_label: !columns.flags.is_empty(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(name: &str, content: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join(name);
+        std::fs::write(&path, content).expect("write");
+        (dir, path)
+    }
+
+    #[test]
+    fn single_labels_from_every_format_and_named_columns() {
+        let (_dir, jsonl) = file(
+            "a.jsonl",
+            "{\"text\": \"hi\", \"label\": \"x\"}\n\n{\"text\": \"yo\", \"label\": \"y\"}\n",
+        );
+        let (_dir2, tsv) = file("b.tsv", "body\tmood\nhi\tx\nyo\ty\n");
+        let from_jsonl = read(&jsonl, &Columns::default()).expect("jsonl");
+        let named = Columns {
+            text: "body".to_owned(),
+            label: "mood".to_owned(),
+            flags: Vec::new(),
+        };
+        let from_tsv = read(&tsv, &named).expect("tsv");
+        assert_eq!(from_jsonl, from_tsv);
+        assert!(!from_tsv.multi_label);
+        assert_eq!(from_tsv.label_names(), ["x", "y"]);
+    }
+
+    #[test]
+    fn multi_labels_from_a_list_or_from_yes_no_columns() {
+        let (_dir, jsonl) = file(
+            "a.jsonl",
+            "{\"text\": \"a\", \"labels\": [\"fire\", \"aid\"]}\n{\"text\": \"b\", \"labels\": []}\n",
+        );
+        let (_dir2, csv) = file("b.csv", "message,fire,aid,water\na,1,1,0\nb,0,0,no\n");
+        let flags = Columns {
+            text: "message".to_owned(),
+            flags: vec!["fire".to_owned(), "aid".to_owned(), "water".to_owned()],
+            ..Columns::default()
+        };
+        let from_list = read(&jsonl, &Columns::default()).expect("jsonl");
+        let from_columns = read(&csv, &flags).expect("csv");
+        assert!(from_list.multi_label && from_columns.multi_label);
+        assert_eq!(from_list.examples, from_columns.examples);
+        assert!(from_columns.examples[1].labels.is_empty());
+    }
+
+    #[test]
+    fn bad_rows_are_refused_with_their_place() {
+        let (_dir, csv) = file("a.csv", "text,label\nfine,x\nblank,\n");
+        let error = read(&csv, &Columns::default()).expect_err("empty label");
+        assert!(
+            error.to_string().contains("record 2: empty `label`"),
+            "{error}"
+        );
+
+        let (_dir2, csv) = file("b.csv", "text,fire\na,maybe\n");
+        let flags = Columns {
+            flags: vec!["fire".to_owned()],
+            ..Columns::default()
+        };
+        let error = read(&csv, &flags).expect_err("not a flag");
+        assert!(error.to_string().contains("`fire` is `maybe`"), "{error}");
+
+        let (_dir3, csv) = file("c.csv", "text,fire\na,1\n");
+        let missing = Columns {
+            flags: vec!["fire".to_owned(), "aid".to_owned()],
+            ..Columns::default()
+        };
+        let error = read(&csv, &missing).expect_err("missing column");
+        assert!(error.to_string().contains("no `aid` column"), "{error}");
+
+        let (_dir4, jsonl) = file("d.jsonl", "{\"text\": \"a\"}\n");
+        let error = read(&jsonl, &Columns::default()).expect_err("no label");
+        assert!(error.to_string().contains("line 1"), "{error}");
+    }
 }

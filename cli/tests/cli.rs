@@ -349,6 +349,178 @@ fn train_writes_a_model_directory_that_classify_loads() {
     assert!(stdout.contains("\"label\":\"happy\""), "{stdout}");
 }
 
+/// Eight obviously happy or unhappy texts as JSON Lines, for training tests.
+fn mood_data(dir: &Path) -> PathBuf {
+    let examples = [
+        ("great service, thank you", "happy"),
+        ("love it, wonderful crew", "happy"),
+        ("best flight ever", "happy"),
+        ("amazing staff, so kind", "happy"),
+        ("terrible, lost my bag", "unhappy"),
+        ("worst airline, never again", "unhappy"),
+        ("delayed for hours, awful", "unhappy"),
+        ("rude staff and dirty seats", "unhappy"),
+    ];
+    let jsonl: String = examples
+        .iter()
+        .map(|(text, label)| format!("{{\"text\": \"{text}\", \"label\": \"{label}\"}}\n"))
+        .collect();
+    let path = dir.join("mood.jsonl");
+    std::fs::write(&path, jsonl).expect("write");
+    path
+}
+
+#[test]
+fn fine_tuning_stops_when_asked_and_resumes_from_its_checkpoint() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let mood = mood_data(data.path());
+    let mood = mood.to_str().expect("UTF-8");
+    let out = data.path().join("model");
+    let checkpoints = data.path().join("model.checkpoints");
+    let train = |extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--train",
+            mood,
+            "--valid",
+            mood,
+            "--base",
+            "models/sentiment",
+            "--out",
+            out.to_str().expect("UTF-8"),
+            "--name",
+            "mood",
+            "--mode",
+            "top",
+            "--layers",
+            "1",
+            "--epochs",
+            "3",
+            "--batch-size",
+            "4",
+            "--learning-rate",
+            "0.05",
+            "--encoder-learning-rate",
+            "0.0005",
+        ];
+        args.extend_from_slice(extra);
+        run(&mut tweetclf(&args))
+    };
+
+    let (output, stdout, stderr) = train(&["--stop-after", "1"]);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stdout.contains("stopped after epoch 1"), "{stdout}");
+    assert!(stderr.contains("epoch 1: train loss"), "{stderr}");
+    assert!(checkpoints.join("checkpoint.json").is_file());
+    assert!(
+        !out.join("labels.json").exists(),
+        "no model before the run ends"
+    );
+
+    // Without --resume, an existing checkpoint is refused rather than overwritten.
+    let (output, _, stderr) = train(&[]);
+    assert!(!output.status.success());
+    assert!(stderr.contains("holds a checkpoint already"), "{stderr}");
+
+    let (output, stdout, stderr) = train(&["--resume"]);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("resuming after epoch 1"), "{stderr}");
+    assert!(
+        stdout.contains("fine-tuned: top 1 encoder layers and head"),
+        "{stdout}"
+    );
+    assert!(
+        !checkpoints.exists(),
+        "checkpoints are removed once the model is written"
+    );
+    let labels: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("labels.json")).expect("labels.json"))
+            .expect("JSON");
+    let details = &labels["provenance"]["details"];
+    assert_eq!(details["resumed_after_epoch"], 1);
+    assert_eq!(details["history"].as_array().expect("history").len(), 3);
+    // Only the trained layer differs from the base encoder.
+    let base = candle_core::safetensors::load(
+        repo_root().join("models/sentiment/model.safetensors"),
+        &candle_core::Device::Cpu,
+    )
+    .expect("base weights");
+    let tuned =
+        candle_core::safetensors::load(out.join("model.safetensors"), &candle_core::Device::Cpu)
+            .expect("tuned weights");
+    let differs = |name: &str| {
+        let values = |tensors: &std::collections::HashMap<String, candle_core::Tensor>| {
+            tensors[name]
+                .to_dtype(candle_core::DType::F32)
+                .and_then(|tensor| tensor.flatten_all()?.to_vec1::<f32>())
+                .expect("values")
+        };
+        values(&base) != values(&tuned)
+    };
+    assert!(differs("encoder.layer.5.output.dense.weight"));
+    assert!(!differs("encoder.layer.4.output.dense.weight"));
+    assert!(!differs("embeddings.word_embeddings.weight"));
+
+    let input = data.path().join("input.jsonl");
+    std::fs::write(&input, "{\"text\": \"what a wonderful, kind crew\"}\n").expect("write");
+    let (output, stdout, stderr) = run(&mut tweetclf(&[
+        "classify",
+        "--input",
+        input.to_str().expect("UTF-8"),
+        "--model",
+        out.to_str().expect("UTF-8"),
+    ]));
+    assert!(output.status.success(), "{stderr}");
+    assert!(stdout.contains("\"label\":\"happy\""), "{stdout}");
+}
+
+#[test]
+fn train_reads_multi_label_yes_no_columns() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let csv = "message,food,water,genre\n\
+               we need food and rice,1,0,social\n\
+               no clean water here,0,1,social\n\
+               hungry and thirsty,1,1,social\n\
+               send bread please,1,0,direct\n\
+               the well is dry,0,1,direct\n\
+               nice weather today,0,0,news\n";
+    let path = data.path().join("aid.csv");
+    std::fs::write(&path, csv).expect("write");
+    let out = data.path().join("model");
+    let path = path.to_str().expect("UTF-8");
+    let (output, stdout, stderr) = run(&mut tweetclf(&[
+        "train",
+        "--train",
+        path,
+        "--valid",
+        path,
+        "--base",
+        "models/sentiment",
+        "--out",
+        out.to_str().expect("UTF-8"),
+        "--name",
+        "aid",
+        "--text-column",
+        "message",
+        "--label-columns",
+        "food,water",
+        "--epochs",
+        "60",
+        "--learning-rate",
+        "0.05",
+    ]));
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("trained aid (2 labels, MultiLabel"),
+        "{stdout}"
+    );
+    let labels: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("labels.json")).expect("labels.json"))
+            .expect("JSON");
+    assert_eq!(labels["problem_type"], "multi_label");
+    assert_eq!(labels["labels"], serde_json::json!(["food", "water"]));
+}
+
 #[test]
 fn train_refuses_validation_labels_it_never_saw() {
     let data = tempfile::tempdir().expect("temp dir");

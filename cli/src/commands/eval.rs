@@ -28,6 +28,8 @@ pub struct EvalArgs {
     /// Labelled data (.jsonl, .csv or .tsv), as for `train`.
     #[arg(long)]
     pub input: PathBuf,
+    #[command(flatten)]
+    pub columns: labelled::ColumnArgs,
     /// A model directory (default: the bundled models/sentiment).
     #[arg(long)]
     pub model: Option<PathBuf>,
@@ -106,7 +108,7 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
             );
         }
     }
-    let set = labelled::read(&args.input)?;
+    let set = labelled::read(&args.input, &args.columns.columns())?;
     if set.multi_label && model.problem_type == ProblemType::SingleLabel {
         bail!(
             "{}: the data has several labels per text, but {} is a single-label model",

@@ -83,7 +83,7 @@ impl std::fmt::Debug for TextEncoder {
 }
 
 /// Maps `dir/model.safetensors` read-only.
-fn map_weights(dir: &Path) -> Result<VarBuilder<'static>, LoadError> {
+pub(crate) fn map_weights(dir: &Path) -> Result<VarBuilder<'static>, LoadError> {
     let weights = dir.join(WEIGHTS_FILE);
     if !weights.is_file() {
         return Err(LoadError::missing(dir, WEIGHTS_FILE));
@@ -177,6 +177,26 @@ impl TextEncoder {
         self.run_batches(texts, |pooled| Ok(pooled.clone()))
     }
 
+    /// Token ids of `texts`, cleaned and tokenized exactly as for inference (what a model
+    /// being fine-tuned must see).
+    pub fn tokenize(&self, texts: &[&str]) -> Result<Vec<Vec<u32>>, PredictError> {
+        Ok(self
+            .encodings(texts)?
+            .iter()
+            .map(|encoding| encoding.get_ids().to_vec())
+            .collect())
+    }
+
+    fn encodings(&self, texts: &[&str]) -> Result<Vec<Encoding>, PredictError> {
+        let cleaned: Vec<String> = texts
+            .iter()
+            .map(|text| tweets::clean_text(text, &self.cleaning))
+            .collect();
+        self.tokenizer
+            .encode_batch(cleaned, true)
+            .map_err(|error| PredictError::Tokenize(error.to_string()))
+    }
+
     /// Cleans and tokenizes `texts`, runs them in length-sorted batches, and applies `output`
     /// to each batch's pooled vectors; rows come back in input order.
     fn run_batches(
@@ -187,14 +207,7 @@ impl TextEncoder {
         let work = || {
             let mut timing = InferenceTiming::default();
             let started = Instant::now();
-            let cleaned: Vec<String> = texts
-                .iter()
-                .map(|text| tweets::clean_text(text, &self.cleaning))
-                .collect();
-            let encodings = self
-                .tokenizer
-                .encode_batch(cleaned, true)
-                .map_err(|error| PredictError::Tokenize(error.to_string()))?;
+            let encodings = self.encodings(texts)?;
             timing.tokenize = started.elapsed();
 
             let started = Instant::now();

@@ -19,7 +19,9 @@ use candle_transformers::models::bert::Config;
 use serde::{Deserialize, Serialize};
 
 use crate::bert::BertEncoder;
+use crate::engine::map_weights;
 use crate::labels::{Pooling, PoolingKind, ProblemType};
+use crate::model_dir::{CONFIG_FILE, LoadError, ModelFiles};
 use crate::optimizer::{AdamW, ParamGroup};
 use crate::train::{
     EpochReport, Head, SeededRng, TrainError, check_gradients, label_weights, learning_rate_at,
@@ -131,6 +133,61 @@ pub struct FineTuned {
     pub history: Vec<EpochReport>,
     /// The epoch a checkpoint resumed after, if one did.
     pub resumed_after: Option<usize>,
+    /// Training time over every run that led here (resumed runs included), caching and
+    /// validation included.
+    pub training_seconds: f64,
+}
+
+/// A base encoder to fine-tune: its weights mapped read-only, and its configuration.
+pub struct BaseModel {
+    vb: VarBuilder<'static>,
+    config: Config,
+}
+
+impl std::fmt::Debug for BaseModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BaseModel")
+            .field("layers", &self.config.num_hidden_layers)
+            .field("hidden_size", &self.config.hidden_size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BaseModel {
+    /// Reads `config.json` and maps `model.safetensors` of a model directory.
+    pub fn load(dir: &Path) -> Result<Self, LoadError> {
+        let files = ModelFiles::read_encoder_metadata(dir)?;
+        let config: Config = serde_json::from_slice(&files.config)
+            .map_err(|error| LoadError::invalid(CONFIG_FILE, error.to_string()))?;
+        Ok(Self {
+            vb: map_weights(dir)?,
+            config,
+        })
+    }
+
+    pub fn layers(&self) -> usize {
+        self.config.num_hidden_layers
+    }
+
+    /// Fine-tunes this encoder: see [`fine_tune`].
+    pub fn fine_tune(
+        &self,
+        train: &TokenizedExamples,
+        valid: &TokenizedExamples,
+        settings: &FineTuning,
+        checkpoints: Option<&Checkpoints>,
+        on_progress: impl FnMut(&Progress) -> ControlFlow<()>,
+    ) -> Result<FineTuned, TrainError> {
+        fine_tune(
+            self.vb.clone(),
+            &self.config,
+            train,
+            valid,
+            settings,
+            checkpoints,
+            on_progress,
+        )
+    }
 }
 
 const STATE_FILE: &str = "checkpoint.json";
@@ -149,6 +206,7 @@ pub fn fine_tune(
     checkpoints: Option<&Checkpoints>,
     mut on_progress: impl FnMut(&Progress) -> ControlFlow<()>,
 ) -> Result<FineTuned, TrainError> {
+    let started = std::time::Instant::now();
     let labels = check_examples(train, valid, config)?;
     let bert = TrainableBert::load(vb.clone(), config, settings.trainable)?;
     let frozen_layers = bert.frozen_layers(config);
@@ -165,6 +223,7 @@ pub fn fine_tune(
             })
         };
         Inputs::Hidden {
+            hidden_size: config.hidden_size,
             train: cache(train)?,
             valid: cache(valid)?,
         }
@@ -192,6 +251,7 @@ pub fn fine_tune(
     let mut history = Vec::new();
     let mut best: Option<(EpochReport, HashMap<String, Tensor>)> = None;
     let mut resumed_after = None;
+    let mut earlier_seconds = 0.0;
     if let Some(checkpoints) = checkpoints
         && let Some(state) = read_checkpoint(checkpoints, &fingerprint)?
     {
@@ -206,6 +266,7 @@ pub fn fine_tune(
             best = Some((report, tensors));
         }
         resumed_after = Some(state.epoch);
+        earlier_seconds = state.elapsed_seconds;
         let _ = on_progress(&Progress::Resumed { epoch: state.epoch });
     }
 
@@ -282,6 +343,7 @@ pub fn fine_tune(
                     epoch,
                     steps: optimizer.steps(),
                     rng: rng.state(),
+                    elapsed_seconds: earlier_seconds + started.elapsed().as_secs_f64(),
                     history: history.clone(),
                     best: best.as_ref().map(|(report, _)| *report),
                     weights_file: format!("epoch-{epoch}.safetensors"),
@@ -303,6 +365,7 @@ pub fn fine_tune(
         best,
         history,
         resumed_after,
+        training_seconds: earlier_seconds + started.elapsed().as_secs_f64(),
     })
 }
 
@@ -406,12 +469,14 @@ enum Set {
     Valid,
 }
 
-/// What the trainable module reads: token ids, or the frozen layers' cached output per text.
+/// What the trainable module reads: token ids, or the frozen layers' cached output per text
+/// (`tokens × hidden` values, row-major).
 enum Inputs {
     Ids,
     Hidden {
-        train: Vec<Tensor>,
-        valid: Vec<Tensor>,
+        hidden_size: usize,
+        train: Vec<Vec<f32>>,
+        valid: Vec<Vec<f32>>,
     },
 }
 
@@ -442,35 +507,39 @@ impl Inputs {
                     .collect();
                 Tensor::from_vec(ids, (indices.len(), seq), &Device::Cpu)?
             }
-            Self::Hidden { train, valid } => {
+            Self::Hidden {
+                hidden_size,
+                train,
+                valid,
+            } => {
                 let cached = match set {
                     Set::Train => train,
                     Set::Valid => valid,
                 };
-                let rows = indices
-                    .iter()
-                    .map(|index| {
-                        let hidden = &cached[*index];
-                        hidden.pad_with_zeros(0, 0, seq - hidden.dim(0)?)
-                    })
-                    .collect::<candle_core::Result<Vec<_>>>()?;
-                Tensor::stack(&rows, 0)?
+                let width = seq * hidden_size;
+                let mut values = vec![0f32; indices.len() * width];
+                for (row, index) in indices.iter().enumerate() {
+                    let text = &cached[*index];
+                    values[row * width..row * width + text.len()].copy_from_slice(text);
+                }
+                Tensor::from_vec(values, (indices.len(), seq, *hidden_size), &Device::Cpu)?
             }
         };
         Ok((input, mask))
     }
 }
 
-/// The frozen layers' output for every text, `(tokens, hidden)` each, in input order.
+/// The frozen layers' output for every text, `tokens × hidden` values each, in input order.
+/// Plain vectors: a narrowed tensor would keep (and `copy` would duplicate) its whole batch.
 fn run_lower_layers(
     lower: &BertEncoder,
     ids: &[Vec<u32>],
     layers: usize,
     mut progress: impl FnMut(usize),
-) -> candle_core::Result<Vec<Tensor>> {
+) -> candle_core::Result<Vec<Vec<f32>>> {
     let mut order: Vec<usize> = (0..ids.len()).collect();
     order.sort_by_key(|index| ids[*index].len());
-    let mut outputs: Vec<Option<Tensor>> = vec![None; ids.len()];
+    let mut outputs: Vec<Vec<f32>> = vec![Vec::new(); ids.len()];
     for chunk in order.chunks(INFERENCE_BATCH) {
         let lengths: Vec<usize> = chunk.iter().map(|index| ids[*index].len()).collect();
         let flat: Vec<u32> = chunk
@@ -479,15 +548,16 @@ fn run_lower_layers(
             .collect();
         let flat = Tensor::from_vec(flat, lengths.iter().sum::<usize>(), &Device::Cpu)?;
         let hidden = lower.forward_layers(&flat, &lengths, layers)?;
+        let width = hidden.dim(1)?;
+        let values = hidden.flatten_all()?.to_vec1::<f32>()?;
         let mut start = 0;
         for (index, len) in chunk.iter().zip(&lengths) {
-            // A copy, so each text keeps only its own rows alive.
-            outputs[*index] = Some(hidden.narrow(0, start, *len)?.copy()?);
+            outputs[*index] = values[start * width..(start + len) * width].to_vec();
             start += len;
         }
         progress(chunk.len());
     }
-    Ok(outputs.into_iter().flatten().collect())
+    Ok(outputs)
 }
 
 /// Differentiable pooling of `(batch, seq, hidden)` under `mask`, as the inference engine
@@ -579,6 +649,8 @@ struct CheckpointState {
     epoch: usize,
     steps: usize,
     rng: u64,
+    /// Time spent over every run up to this checkpoint.
+    elapsed_seconds: f64,
     history: Vec<EpochReport>,
     best: Option<EpochReport>,
     /// Weights and optimizer moments after `epoch`.
