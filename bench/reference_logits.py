@@ -2,7 +2,7 @@
 """Reference logits for the parity test, computed by Hugging Face transformers (PyTorch, CPU,
 float32) from the same model directory the Rust classifier loads.
 
-Each text is encoded alone (no padding), so the Rust side — which batches and pads — is checked
+Each text is encoded alone, so the Rust side — which batches texts end to end — is checked
 against an unbatched computation. The texts are the `clean_text` column of the fixture: the
 model's own cleaning is Rust code, and the Rust test checks it reproduces that column.
 
