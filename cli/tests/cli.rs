@@ -508,6 +508,7 @@ fn train_reads_multi_label_yes_no_columns() {
         "60",
         "--learning-rate",
         "0.05",
+        "--no-class-weights",
     ]));
     assert!(output.status.success(), "{stderr}");
     assert!(
@@ -519,6 +520,7 @@ fn train_reads_multi_label_yes_no_columns() {
             .expect("JSON");
     assert_eq!(labels["problem_type"], "multi_label");
     assert_eq!(labels["labels"], serde_json::json!(["food", "water"]));
+    assert_eq!(labels["provenance"]["training"]["class_weighting"], false);
 }
 
 #[test]

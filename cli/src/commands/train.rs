@@ -94,6 +94,10 @@ pub struct TrainArgs {
     /// when fine-tuning).
     #[arg(long)]
     pub patience: Option<usize>,
+    /// Weigh every example alike. By default rare classes (single-label) and each label's
+    /// positives (multi-label) weigh more, which favours recall and macro-F1 over accuracy.
+    #[arg(long)]
+    pub no_class_weights: bool,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Where fine-tuning checkpoints each epoch (default: `<out>.checkpoints`). Removed once
@@ -278,6 +282,7 @@ fn head_only(args: &TrainArgs, encoder: &TextEncoder, sets: &Sets<'_>) -> anyhow
         batch_size: args.batch_size.unwrap_or(defaults.batch_size),
         learning_rate: args.learning_rate,
         patience: args.patience.unwrap_or(defaults.patience),
+        class_weighting: !args.no_class_weights,
         seed: args.seed,
         ..defaults
     };
@@ -364,6 +369,7 @@ fn fine_tuned(
         head_learning_rate: args.learning_rate,
         dropout: args.dropout,
         patience: args.patience.unwrap_or(defaults.patience),
+        class_weighting: !args.no_class_weights,
         seed: args.seed,
         ..defaults
     };
