@@ -272,28 +272,36 @@ fn classify_refuses_empty_input_and_broken_models() {
     assert!(stderr.contains("config.json is missing"), "{stderr}");
 }
 
-#[test]
-fn train_writes_a_model_directory_that_classify_loads() {
-    let data = tempfile::tempdir().expect("temp dir");
-    let examples = [
-        ("great service, thank you", "happy"),
-        ("love it, wonderful crew", "happy"),
-        ("best flight ever", "happy"),
-        ("amazing staff, so kind", "happy"),
-        ("terrible, lost my bag", "unhappy"),
-        ("worst airline, never again", "unhappy"),
-        ("delayed for hours, awful", "unhappy"),
-        ("rude staff and dirty seats", "unhappy"),
-    ];
-    let jsonl: String = examples
+/// Eight obviously happy or unhappy texts, for training tests.
+const MOOD: [(&str, &str); 8] = [
+    ("great service, thank you", "happy"),
+    ("love it, wonderful crew", "happy"),
+    ("best flight ever", "happy"),
+    ("amazing staff, so kind", "happy"),
+    ("terrible, lost my bag", "unhappy"),
+    ("worst airline, never again", "unhappy"),
+    ("delayed for hours, awful", "unhappy"),
+    ("rude staff and dirty seats", "unhappy"),
+];
+
+/// `MOOD` as JSON Lines in `dir/train.jsonl`.
+fn mood_data(dir: &Path) -> PathBuf {
+    let jsonl: String = MOOD
         .iter()
         .map(|(text, label)| format!("{{\"text\": \"{text}\", \"label\": \"{label}\"}}\n"))
         .collect();
-    std::fs::write(data.path().join("train.jsonl"), &jsonl).expect("write");
+    let path = dir.join("train.jsonl");
+    std::fs::write(&path, jsonl).expect("write");
+    path
+}
+
+#[test]
+fn train_writes_a_model_directory_that_classify_loads() {
+    let data = tempfile::tempdir().expect("temp dir");
+    mood_data(data.path());
     let csv: String = std::iter::once("label,text\n".to_owned())
         .chain(
-            examples
-                .iter()
+            MOOD.iter()
                 .map(|(text, label)| format!("{label},\"{text}\"\n")),
         )
         .collect();
@@ -347,27 +355,6 @@ fn train_writes_a_model_directory_that_classify_loads() {
     ]));
     assert!(output.status.success(), "{stderr}");
     assert!(stdout.contains("\"label\":\"happy\""), "{stdout}");
-}
-
-/// Eight obviously happy or unhappy texts as JSON Lines, for training tests.
-fn mood_data(dir: &Path) -> PathBuf {
-    let examples = [
-        ("great service, thank you", "happy"),
-        ("love it, wonderful crew", "happy"),
-        ("best flight ever", "happy"),
-        ("amazing staff, so kind", "happy"),
-        ("terrible, lost my bag", "unhappy"),
-        ("worst airline, never again", "unhappy"),
-        ("delayed for hours, awful", "unhappy"),
-        ("rude staff and dirty seats", "unhappy"),
-    ];
-    let jsonl: String = examples
-        .iter()
-        .map(|(text, label)| format!("{{\"text\": \"{text}\", \"label\": \"{label}\"}}\n"))
-        .collect();
-    let path = dir.join("mood.jsonl");
-    std::fs::write(&path, jsonl).expect("write");
-    path
 }
 
 #[test]
