@@ -84,8 +84,9 @@ fn main() -> ExitCode {
 }
 
 /// Fine-tuning allocates and frees tensors of megabytes at every op. glibc serves each from a
-/// fresh `mmap` and unmaps it on free, so every page faults again on the next op: a fifth of
-/// a training step, measured. These settings keep freed memory in the heap for reuse.
+/// fresh `mmap` and unmaps it on free, so every page faults again on the next op (a fifth of a
+/// training step's profile). These settings keep freed memory in the heap for reuse: a
+/// 40-step sample went from 36 s to 34 s.
 ///
 /// # Safety
 /// Call before any other thread exists (it changes allocator settings).

@@ -25,7 +25,7 @@ use crate::model_dir::{CONFIG_FILE, LoadError, ModelFiles};
 use crate::optimizer::{AdamW, ParamGroup};
 use crate::train::{
     EpochReport, Head, SeededRng, TrainError, check_gradients, label_weights, learning_rate_at,
-    loss, score,
+    loss, score, snapshot,
 };
 use crate::trainable_bert::{Dropout, Trainable, TrainableBert, padding_mask};
 
@@ -610,12 +610,6 @@ fn rows(targets: &[Vec<f32>], indices: &[usize]) -> candle_core::Result<Tensor> 
         .flat_map(|index| targets[*index].iter().copied())
         .collect();
     Tensor::from_vec(values, (indices.len(), width), &Device::Cpu)
-}
-
-fn snapshot(vars: &[(String, Var)]) -> candle_core::Result<HashMap<String, Tensor>> {
-    vars.iter()
-        .map(|(name, var)| Ok((name.clone(), var.as_tensor().copy()?)))
-        .collect()
 }
 
 /// Settings and data a checkpoint must have been made with to be resumed.

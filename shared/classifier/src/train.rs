@@ -133,7 +133,7 @@ impl SeededRng {
     }
 }
 
-pub(crate) struct Layer {
+struct Layer {
     name: &'static str,
     weight: Var,
     bias: Var,
@@ -214,13 +214,13 @@ impl Head {
             })
             .collect()
     }
+}
 
-    pub(crate) fn snapshot(&self) -> candle_core::Result<HashMap<String, Tensor>> {
-        self.vars()
-            .into_iter()
-            .map(|(name, var)| Ok((name, var.as_tensor().copy()?)))
-            .collect()
-    }
+/// Copies of the variables' current values, by name: the best epoch's weights.
+pub(crate) fn snapshot(vars: &[(String, Var)]) -> candle_core::Result<HashMap<String, Tensor>> {
+    vars.iter()
+        .map(|(name, var)| Ok((name.clone(), var.as_tensor().copy()?)))
+        .collect()
 }
 
 /// Trains a head on `train`, keeping the epoch that scores best on `valid`.
@@ -301,7 +301,7 @@ pub fn train_head(
             .as_ref()
             .is_none_or(|(best, _)| report.valid_metric > best.valid_metric);
         if improved {
-            best = Some((report, head.snapshot()?));
+            best = Some((report, snapshot(&vars)?));
         } else if best
             .as_ref()
             .is_some_and(|(best, _)| epoch - best.epoch >= config.patience)
