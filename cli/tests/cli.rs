@@ -295,6 +295,27 @@ fn mood_data(dir: &Path) -> PathBuf {
     path
 }
 
+/// A trained model's labels.json.
+fn read_labels(model: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(model.join("labels.json")).expect("labels.json"))
+        .expect("JSON")
+}
+
+/// `tweetclf classify` with `model` calls a plainly happy text `happy`.
+fn assert_classify_reads_a_kind_crew_as_happy(dir: &Path, model: &Path) {
+    let input = dir.join("input.jsonl");
+    std::fs::write(&input, "{\"text\": \"what a wonderful, kind crew\"}\n").expect("write");
+    let (output, stdout, stderr) = run(&mut tweetclf(&[
+        "classify",
+        "--input",
+        input.to_str().expect("UTF-8"),
+        "--model",
+        model.to_str().expect("UTF-8"),
+    ]));
+    assert!(output.status.success(), "{stderr}");
+    assert!(stdout.contains("\"label\":\"happy\""), "{stdout}");
+}
+
 #[test]
 fn train_writes_a_model_directory_that_classify_loads() {
     let data = tempfile::tempdir().expect("temp dir");
@@ -326,9 +347,7 @@ fn train_writes_a_model_directory_that_classify_loads() {
     ]));
     assert!(output.status.success(), "{stderr}");
     assert!(stdout.contains("trained mood (2 labels"), "{stdout}");
-    let labels: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("labels.json")).expect("labels.json"))
-            .expect("JSON");
+    let labels = read_labels(&out);
     assert_eq!(labels["labels"], serde_json::json!(["happy", "unhappy"]));
     // Lambda reads the packaged model as a user that does not own it.
     let mode = std::os::unix::fs::PermissionsExt::mode(
@@ -344,17 +363,7 @@ fn train_writes_a_model_directory_that_classify_loads() {
             >= 0.99
     );
 
-    let input = data.path().join("input.jsonl");
-    std::fs::write(&input, "{\"text\": \"what a wonderful, kind crew\"}\n").expect("write");
-    let (output, stdout, stderr) = run(&mut tweetclf(&[
-        "classify",
-        "--input",
-        input.to_str().expect("UTF-8"),
-        "--model",
-        out.to_str().expect("UTF-8"),
-    ]));
-    assert!(output.status.success(), "{stderr}");
-    assert!(stdout.contains("\"label\":\"happy\""), "{stdout}");
+    assert_classify_reads_a_kind_crew_as_happy(data.path(), &out);
 }
 
 #[test]
@@ -420,9 +429,7 @@ fn fine_tuning_stops_when_asked_and_resumes_from_its_checkpoint() {
         !checkpoints.exists(),
         "checkpoints are removed once the model is written"
     );
-    let labels: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("labels.json")).expect("labels.json"))
-            .expect("JSON");
+    let labels = read_labels(&out);
     let details = &labels["provenance"]["details"];
     assert_eq!(details["resumed_after_epoch"], 1);
     assert_eq!(details["history"].as_array().expect("history").len(), 3);
@@ -448,17 +455,7 @@ fn fine_tuning_stops_when_asked_and_resumes_from_its_checkpoint() {
     assert!(!differs("encoder.layer.4.output.dense.weight"));
     assert!(!differs("embeddings.word_embeddings.weight"));
 
-    let input = data.path().join("input.jsonl");
-    std::fs::write(&input, "{\"text\": \"what a wonderful, kind crew\"}\n").expect("write");
-    let (output, stdout, stderr) = run(&mut tweetclf(&[
-        "classify",
-        "--input",
-        input.to_str().expect("UTF-8"),
-        "--model",
-        out.to_str().expect("UTF-8"),
-    ]));
-    assert!(output.status.success(), "{stderr}");
-    assert!(stdout.contains("\"label\":\"happy\""), "{stdout}");
+    assert_classify_reads_a_kind_crew_as_happy(data.path(), &out);
 }
 
 #[test]
@@ -502,9 +499,7 @@ fn train_reads_multi_label_yes_no_columns() {
         stdout.contains("trained aid (2 labels, MultiLabel"),
         "{stdout}"
     );
-    let labels: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("labels.json")).expect("labels.json"))
-            .expect("JSON");
+    let labels = read_labels(&out);
     assert_eq!(labels["problem_type"], "multi_label");
     assert_eq!(labels["labels"], serde_json::json!(["food", "water"]));
     assert_eq!(labels["provenance"]["training"]["class_weighting"], false);
