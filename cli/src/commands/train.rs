@@ -10,7 +10,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use candle_core::{DType, Tensor};
 use classifier::finetune::{BaseModel, Checkpoints, FineTuning, Progress, TokenizedExamples};
-use classifier::labels::{HeadSpec, LABELS_FORMAT_VERSION, Pooling, PoolingKind, Preprocessing};
+use classifier::labels::{HeadSpec, LABELS_FORMAT_VERSION, Pooling, Preprocessing};
 use classifier::train::{EpochReport, Examples, HeadTraining, SeededRng, TrainError, train_head};
 use classifier::trainable_bert::Trainable;
 use classifier::{InferenceOptions, LabelsFile, ProblemType, TextEncoder};
@@ -150,15 +150,19 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
     sample(&mut train_set, args.limit, &mut rng);
     sample(&mut valid_set, args.valid_limit, &mut rng);
 
+    let recipe = classifier::model_dir::read_encoder_recipe(&args.base).with_context(|| {
+        format!(
+            "reading how to run the base encoder in {}",
+            args.base.display()
+        )
+    })?;
     let preprocessing = Preprocessing {
         cleaning_version: tweets::CLEANING_VERSION.to_owned(),
         emoji: EmojiMode::Describe,
         max_tokens: 128,
+        text_prefix: recipe.text_prefix,
     };
-    let pooling = Pooling {
-        kind: PoolingKind::Mean,
-        normalize: true,
-    };
+    let pooling = recipe.pooling;
     let options = InferenceOptions {
         threads: args.threads,
         ..InferenceOptions::default()

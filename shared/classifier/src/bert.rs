@@ -20,6 +20,7 @@ use crate::kernels::{
     Activation, AttentionScratch, AttentionShape, NormParams, add_layer_norm, bias_activation,
     sequence_attention,
 };
+use crate::quantized::{self, WordTable};
 
 /// Rows handed to one thread-pool task: enough work to outweigh the scheduling.
 const ROWS_PER_TASK: usize = 8;
@@ -33,7 +34,7 @@ pub struct BertEncoder {
 impl BertEncoder {
     /// Loads from the root of a checkpoint, or from under `bert.` as task models store it.
     pub fn load(vb: VarBuilder, config: &Config) -> candle_core::Result<Self> {
-        let vb = if vb.contains_tensor("embeddings.word_embeddings.weight") {
+        let vb = if stores_encoder_at_root(&vb) {
             vb
         } else {
             vb.pp("bert")
@@ -71,6 +72,13 @@ impl BertEncoder {
     }
 }
 
+/// Whether a checkpoint stores the encoder at its root (a base model, or a model directory)
+/// rather than under `bert.` (a task model from transformers).
+pub(crate) fn stores_encoder_at_root(vb: &VarBuilder) -> bool {
+    const WORDS: &str = "embeddings.word_embeddings.weight";
+    vb.contains_tensor(WORDS) || quantized::is_q4_0(vb, WORDS)
+}
+
 /// Linear layer weights; the bias is applied by the fused kernel that follows the product.
 struct Dense {
     /// `Wᵀ`, `(inputs, outputs)` row-major: stored as `(outputs, inputs)`, it made gemm repack
@@ -82,7 +90,7 @@ struct Dense {
 impl Dense {
     fn load(vb: VarBuilder, inputs: usize, outputs: usize) -> candle_core::Result<Self> {
         Self::from_parts(
-            vb.get((outputs, inputs), "weight")?,
+            quantized::matrix(&vb, outputs, inputs, "weight")?,
             vb.get(outputs, "bias")?.to_vec1()?,
         )
     }
@@ -138,7 +146,7 @@ impl Norm {
 
 // https://github.com/huggingface/transformers/blob/v4.46.0/src/transformers/models/bert/modeling_bert.py#L165
 struct Embeddings {
-    word: Tensor,
+    word: WordTable,
     position: Tensor,
     /// Every text is a single segment, so only token type 0's vector is ever added.
     token_type_zero: Vec<f32>,
@@ -153,7 +161,7 @@ impl Embeddings {
             "token_type_embeddings.weight",
         )?;
         Ok(Self {
-            word: vb.get((config.vocab_size, hidden), "word_embeddings.weight")?,
+            word: WordTable::load(&vb, config.vocab_size, hidden, "word_embeddings.weight")?,
             position: vb.get(
                 (config.max_position_embeddings, hidden),
                 "position_embeddings.weight",
@@ -166,7 +174,7 @@ impl Embeddings {
     /// Ids of concatenated texts → `(tokens, hidden)` normalized embeddings; each text's
     /// positions count from 0.
     fn forward(&self, input_ids: &Tensor, lengths: &[usize]) -> candle_core::Result<Tensor> {
-        let words = self.word.index_select(input_ids, 0)?;
+        let words = self.word.rows(input_ids)?;
         let positions: Vec<u32> = lengths.iter().flat_map(|len| 0..*len as u32).collect();
         let positions = Tensor::from_vec(positions, input_ids.dims1()?, input_ids.device())?;
         let positions = self.position.index_select(&positions, 0)?;
@@ -202,7 +210,7 @@ impl Layer {
         let mut biases = Vec::with_capacity(3 * hidden);
         for name in ["query", "key", "value"] {
             let vb = vb.pp("attention.self").pp(name);
-            weights.push(vb.get((hidden, hidden), "weight")?);
+            weights.push(quantized::matrix(&vb, hidden, hidden, "weight")?);
             biases.extend(vb.get(hidden, "bias")?.to_vec1::<f32>()?);
         }
         let query_key_value = Dense::from_parts(Tensor::cat(&weights, 0)?, biases)?;

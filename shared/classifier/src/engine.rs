@@ -65,6 +65,7 @@ pub struct TextEncoder {
     bert: BertEncoder,
     tokenizer: Tokenizer,
     cleaning: CleanConfig,
+    text_prefix: String,
     pooling: Pooling,
     hidden_size: usize,
     device: Device,
@@ -159,6 +160,7 @@ impl TextEncoder {
             cleaning: CleanConfig {
                 emoji: preprocessing.emoji,
             },
+            text_prefix: preprocessing.text_prefix.clone(),
             pooling,
             hidden_size: config.hidden_size,
             device: Device::Cpu,
@@ -190,7 +192,11 @@ impl TextEncoder {
     fn encodings(&self, texts: &[&str]) -> Result<Vec<Encoding>, PredictError> {
         let cleaned: Vec<String> = texts
             .iter()
-            .map(|text| tweets::clean_text(text, &self.cleaning))
+            .map(|text| {
+                let mut cleaned = tweets::clean_text(text, &self.cleaning);
+                cleaned.insert_str(0, &self.text_prefix);
+                cleaned
+            })
             .collect();
         self.tokenizer
             .encode_batch(cleaned, true)

@@ -9,6 +9,7 @@ use candle_core::{DType, Device, Tensor};
 
 use crate::labels::LabelsFile;
 use crate::model_dir::{CONFIG_FILE, LABELS_FILE, LoadError, TOKENIZER_FILE, WEIGHTS_FILE};
+use crate::quantized::{Q4_0_SUFFIX, q4_0_row_bytes};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
@@ -63,19 +64,9 @@ pub fn write_model_dir(
     tensors.retain(|name, _| !name.starts_with("classifier.") && !name.starts_with("pooler."));
     for (name, tensor) in trained {
         if !name.starts_with("classifier.") {
-            let replaced = tensors.get(name).ok_or_else(|| {
-                ExportError::Trained(format!(
-                    "trained tensor `{name}` is not in {}",
-                    base_weights.display()
-                ))
+            check_replaces(&mut tensors, name, tensor).map_err(|message| {
+                ExportError::Trained(format!("{message} in {}", base_weights.display()))
             })?;
-            if replaced.shape() != tensor.shape() {
-                return Err(ExportError::Trained(format!(
-                    "trained tensor `{name}` has shape {:?}, the base {:?}",
-                    tensor.shape(),
-                    replaced.shape()
-                )));
-            }
         }
         tensors.insert(name.clone(), tensor.clone());
     }
@@ -92,7 +83,7 @@ pub fn write_model_dir(
         .collect::<candle_core::Result<HashMap<_, _>>>()?;
     let weights_path = out.join(WEIGHTS_FILE);
     candle_core::safetensors::save(&converted, &weights_path)?;
-    make_world_readable(&weights_path).map_err(io(&weights_path))?;
+    crate::model_dir::make_world_readable(&weights_path).map_err(io(&weights_path))?;
     let json = serde_json::to_vec_pretty(labels)
         .map_err(|error| ExportError::Labels(error.to_string()))?;
     let labels_path = out.join(LABELS_FILE);
@@ -100,15 +91,35 @@ pub fn write_model_dir(
     Ok(())
 }
 
-/// The weights are written through a temporary file (mode 0600); a model directory is
-/// packaged into Lambda zips, where the code runs as a user that owns none of the files.
-#[cfg(unix)]
-fn make_world_readable(path: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))
-}
-
-#[cfg(not(unix))]
-fn make_world_readable(_path: &Path) -> std::io::Result<()> {
+/// Checks that trained tensor `name` replaces a base tensor of its shape, and takes that base
+/// tensor out: a float one of the same name, or a 4-bit one (a fine-tuned layer of a 4-bit
+/// base is written in float).
+fn check_replaces(
+    base: &mut HashMap<String, Tensor>,
+    name: &str,
+    trained: &Tensor,
+) -> Result<(), String> {
+    let quantized_name = format!("{name}{Q4_0_SUFFIX}");
+    // The shape the base tensor must have for `trained` to take its place.
+    let (replaced, expected) = if let Some(replaced) = base.remove(name) {
+        (replaced, trained.dims().to_vec())
+    } else if let Some(replaced) = base.remove(&quantized_name) {
+        let shape = match trained.dims() {
+            [rows, columns] => q4_0_row_bytes(*columns)
+                .map(|bytes| vec![*rows, bytes])
+                .map_err(|error| format!("trained tensor `{name}`: {error}"))?,
+            other => other.to_vec(),
+        };
+        (replaced, shape)
+    } else {
+        return Err(format!("trained tensor `{name}` is not"));
+    };
+    if replaced.dims() != expected {
+        return Err(format!(
+            "trained tensor `{name}` has shape {:?}, which does not match {:?}",
+            trained.dims(),
+            replaced.dims()
+        ));
+    }
     Ok(())
 }

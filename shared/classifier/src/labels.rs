@@ -93,6 +93,35 @@ pub struct Preprocessing {
     pub emoji: EmojiMode,
     /// Token sequences are truncated to this length (including `[CLS]` and `[SEP]`).
     pub max_tokens: usize,
+    /// Put before every cleaned text, as the base encoder was trained to expect (E5:
+    /// `query: `). Absent for encoders that need none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub text_prefix: String,
+}
+
+/// `encoder.json` of a base model directory: how its encoder must be run, which every model
+/// trained from it repeats in its `labels.json`. A base without the file (all-MiniLM-L6-v2)
+/// takes [`EncoderRecipe::default`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncoderRecipe {
+    /// See [`Preprocessing::text_prefix`].
+    #[serde(default)]
+    pub text_prefix: String,
+    pub pooling: Pooling,
+}
+
+impl Default for EncoderRecipe {
+    /// sentence-transformers' recipe: no prefix, normalized mean of the token vectors.
+    fn default() -> Self {
+        Self {
+            text_prefix: String::new(),
+            pooling: Pooling {
+                kind: PoolingKind::Mean,
+                normalize: true,
+            },
+        }
+    }
 }
 
 /// A `labels.json` that cannot be used, naming the field at fault.
@@ -216,6 +245,7 @@ pub(crate) mod tests {
                 cleaning_version: tweets::CLEANING_VERSION.to_owned(),
                 emoji: EmojiMode::Describe,
                 max_tokens: 128,
+                text_prefix: String::new(),
             },
             provenance: serde_json::Value::Null,
             metrics: serde_json::Value::Null,
@@ -272,6 +302,20 @@ pub(crate) mod tests {
         assert!(
             error.to_string().contains("unknown field `problem`"),
             "{error}"
+        );
+    }
+
+    #[test]
+    fn an_absent_text_prefix_reads_as_none_and_is_not_written() {
+        let json = serde_json::to_value(sample()).expect("serializes");
+        assert!(json["preprocessing"].get("text_prefix").is_none(), "{json}");
+        let mut labels = sample();
+        labels.preprocessing.text_prefix = "query: ".to_owned();
+        let json = serde_json::to_value(&labels).expect("serializes");
+        assert_eq!(json["preprocessing"]["text_prefix"], "query: ");
+        assert_eq!(
+            serde_json::from_value::<LabelsFile>(json).expect("parses"),
+            labels
         );
     }
 

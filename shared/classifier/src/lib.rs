@@ -12,6 +12,7 @@ mod kernels;
 pub mod labels;
 pub mod model_dir;
 pub mod optimizer;
+pub mod quantized;
 #[cfg(test)]
 mod test_support;
 pub mod train;
@@ -20,7 +21,7 @@ pub mod trainable_bert;
 pub use engine::{
     Classifier, InferenceOptions, InferenceTiming, PredictError, TextEncoder, decide,
 };
-pub use labels::{LabelsFile, ProblemType};
+pub use labels::{EncoderRecipe, LabelsFile, ProblemType};
 pub use model_dir::{LoadError, ModelFiles};
 pub use tweets::Prediction;
 

@@ -6,13 +6,20 @@
 //!   `classifier.*`, f16 or f32 on disk, computed in f32;
 //! - `tokenizer.json` — Hugging Face tokenizer;
 //! - `labels.json` — see [`crate::labels::LabelsFile`].
+//!
+//! A matrix may be stored 4-bit instead of float (see [`crate::quantized`]). A base model
+//! directory (what training starts from) has no `labels.json`; it may have `encoder.json`.
 
 use std::path::{Path, PathBuf};
+
+use crate::labels::EncoderRecipe;
 
 pub const CONFIG_FILE: &str = "config.json";
 pub const WEIGHTS_FILE: &str = "model.safetensors";
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
 pub const LABELS_FILE: &str = "labels.json";
+/// In a base model directory only: see [`crate::labels::EncoderRecipe`].
+pub const ENCODER_RECIPE_FILE: &str = "encoder.json";
 
 /// A start-up failure: the model cannot be used at all.
 #[derive(Debug, thiserror::Error)]
@@ -87,10 +94,34 @@ impl ModelFiles {
     }
 }
 
+/// How the base encoder in `dir` must be run: its `encoder.json`, or the default recipe when
+/// it has none.
+pub fn read_encoder_recipe(dir: &Path) -> Result<EncoderRecipe, LoadError> {
+    if !dir.join(ENCODER_RECIPE_FILE).is_file() {
+        return Ok(EncoderRecipe::default());
+    }
+    let bytes = read_file(dir, ENCODER_RECIPE_FILE)?;
+    serde_json::from_slice(&bytes)
+        .map_err(|error| LoadError::invalid(ENCODER_RECIPE_FILE, error.to_string()))
+}
+
 fn read_file(dir: &Path, file: &'static str) -> Result<Vec<u8>, LoadError> {
     let path = dir.join(file);
     if !path.is_file() {
         return Err(LoadError::missing(dir, file));
     }
     std::fs::read(&path).map_err(|source| LoadError::Read { path, source })
+}
+
+/// Weights are written through a temporary file (mode 0600); a model directory is packaged
+/// into Lambda zips, where the code runs as a user that owns none of the files.
+#[cfg(unix)]
+pub(crate) fn make_world_readable(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))
+}
+
+#[cfg(not(unix))]
+pub(crate) fn make_world_readable(_path: &Path) -> std::io::Result<()> {
+    Ok(())
 }

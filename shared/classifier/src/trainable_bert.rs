@@ -12,6 +12,8 @@ use candle_core::{D, DType, Device, Tensor, Var};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{Config, HiddenAct};
 
+use crate::bert::stores_encoder_at_root;
+use crate::quantized::{self, WordTable};
 use crate::train::SeededRng;
 
 /// Which part of the encoder learns.
@@ -76,6 +78,28 @@ impl Loader<'_> {
         trainable: bool,
     ) -> candle_core::Result<Tensor> {
         let tensor = self.vb.get(shape, &format!("{}{name}", self.prefix))?;
+        self.track(name, tensor, trainable)
+    }
+
+    /// A `(rows, columns)` matrix, float or 4-bit on disk, in f32.
+    fn matrix(
+        &mut self,
+        rows: usize,
+        columns: usize,
+        name: &str,
+        trainable: bool,
+    ) -> candle_core::Result<Tensor> {
+        let full_name = format!("{}{name}", self.prefix);
+        let tensor = quantized::matrix(&self.vb, rows, columns, &full_name)?;
+        self.track(name, tensor, trainable)
+    }
+
+    fn track(
+        &mut self,
+        name: &str,
+        tensor: Tensor,
+        trainable: bool,
+    ) -> candle_core::Result<Tensor> {
         if !trainable {
             return Ok(tensor);
         }
@@ -87,7 +111,7 @@ impl Loader<'_> {
 
     fn linear(&mut self, name: &str, inputs: usize, outputs: usize) -> candle_core::Result<Linear> {
         Ok(Linear {
-            weight: self.get((outputs, inputs), &format!("{name}.weight"), true)?,
+            weight: self.matrix(outputs, inputs, &format!("{name}.weight"), true)?,
             bias: self.get(outputs, &format!("{name}.bias"), true)?,
         })
     }
@@ -144,7 +168,7 @@ impl TrainableBert {
                 config.num_attention_heads
             );
         }
-        let prefix = if vb.contains_tensor("embeddings.word_embeddings.weight") {
+        let prefix = if stores_encoder_at_root(&vb) {
             ""
         } else {
             "bert."
@@ -237,9 +261,12 @@ impl Norm {
     }
 }
 
+const WORDS: &str = "embeddings.word_embeddings.weight";
+
 // https://github.com/huggingface/transformers/blob/v4.46.0/src/transformers/models/bert/modeling_bert.py#L165
 struct Embeddings {
-    word: Tensor,
+    /// A frozen table stays as stored (4-bit stays 4-bit); a trained one is a dense variable.
+    word: WordTable,
     position: Tensor,
     token_type: Tensor,
     norm: Norm,
@@ -253,11 +280,12 @@ impl Embeddings {
     ) -> candle_core::Result<Self> {
         let hidden = config.hidden_size;
         Ok(Self {
-            word: loader.get(
-                (config.vocab_size, hidden),
-                "embeddings.word_embeddings.weight",
-                train_words,
-            )?,
+            word: if train_words {
+                WordTable::Dense(loader.matrix(config.vocab_size, hidden, WORDS, true)?)
+            } else {
+                let name = format!("{}{WORDS}", loader.prefix);
+                WordTable::load(&loader.vb, config.vocab_size, hidden, &name)?
+            },
             position: loader.get(
                 (config.max_position_embeddings, hidden),
                 "embeddings.position_embeddings.weight",
@@ -280,7 +308,7 @@ impl Embeddings {
         let (batch, seq) = ids.dims2()?;
         let words = self
             .word
-            .index_select(&ids.flatten_all()?, 0)?
+            .rows(&ids.flatten_all()?)?
             .reshape((batch, seq, ()))?;
         // Every text is one segment: token type 0 everywhere.
         let extra = self
