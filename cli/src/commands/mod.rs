@@ -1,6 +1,7 @@
 pub mod bench;
 pub mod classify;
 pub mod eval;
+pub mod import_e5;
 pub mod ingest;
 pub mod run;
 pub mod train;

@@ -8,6 +8,7 @@ pub mod engine;
 pub mod evaluate;
 pub mod export;
 pub mod finetune;
+pub mod import_e5;
 mod kernels;
 pub mod labels;
 pub mod model_dir;
