@@ -23,18 +23,49 @@ import time
 PROBE_TEXT = "@user two hours on hold and the call dropped, again. Not impressed enraged face"
 
 
-def load_texts(path, count):
-    texts = [json.loads(line)["clean_text"] for line in open(path, encoding="utf-8") if line.strip()]
+def load_texts(path, count, prefix=""):
+    """The engine's model input: clean text, behind the model's text prefix (E5: `query: `)."""
+    texts = [prefix + json.loads(line)["clean_text"] for line in open(path, encoding="utf-8") if line.strip()]
     return [texts[i % len(texts)] for i in range(count)]
 
 
 def make_tokenizer(model_dir, max_tokens):
     import tokenizers
     tokenizer = tokenizers.Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    config = json.loads((model_dir / "config.json").read_text())
+    pad_id = config.get("pad_token_id", 0)
     tokenizer.no_padding()
     tokenizer.enable_truncation(max_tokens)
-    tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # to the longest in each batch
+    tokenizer.enable_padding(pad_id=pad_id, pad_token=tokenizer.id_to_token(pad_id))  # to the longest in each batch
     return tokenizer
+
+
+def load_bert(model_dir):
+    """transformers' BertModel in f32 from a model directory; 4-bit tensors (`*.q4_0`, the
+    multilingual-e5-small base) are dequantized to the float values our engine computes with."""
+    import torch
+    import transformers
+    from safetensors.torch import load_file
+
+    stored = load_file(model_dir / "model.safetensors")
+    if not any(name.endswith(".q4_0") for name in stored):
+        return transformers.BertModel.from_pretrained(model_dir, dtype=torch.float32, add_pooling_layer=False).eval()
+    from reference_e5 import dequantize_q4_0
+
+    state = {}
+    for name, tensor in stored.items():
+        if name.startswith("classifier."):
+            continue
+        if name.endswith(".q4_0"):
+            blocks = tensor.numpy()
+            state[name[: -len(".q4_0")]] = torch.from_numpy(dequantize_q4_0(blocks, blocks.shape[1] // 18 * 32))
+        else:
+            state[name] = tensor.float()
+    config = transformers.BertConfig.from_pretrained(model_dir)
+    bert = transformers.BertModel(config, add_pooling_layer=False)
+    missing, unexpected = bert.load_state_dict(state, strict=False)
+    assert not unexpected and all("position_ids" in name for name in missing), (missing, unexpected)
+    return bert.eval()
 
 
 def onnx_path(model_dir, int8):
@@ -49,7 +80,7 @@ def export_onnx(model_dir):
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from safetensors.torch import load_file
 
-    bert = transformers.BertModel.from_pretrained(model_dir, dtype=torch.float32, add_pooling_layer=False).eval()
+    bert = load_bert(model_dir)
     head = {k: v.float() for k, v in load_file(model_dir / "model.safetensors").items() if k.startswith("classifier.output")}
 
     class Full(torch.nn.Module):
@@ -83,10 +114,9 @@ def make_predict(backend, model_dir, threads):
     tokenizer = make_tokenizer(model_dir, labels["preprocessing"]["max_tokens"])
     if backend == "torch":
         import torch
-        import transformers
         from safetensors.torch import load_file
         torch.set_num_threads(threads)
-        bert = transformers.BertModel.from_pretrained(model_dir, dtype=torch.float32, add_pooling_layer=False).eval()
+        bert = load_bert(model_dir)
         head = {k: v.float() for k, v in load_file(model_dir / "model.safetensors").items() if k.startswith("classifier.output")}
 
         def predict(texts):
@@ -158,7 +188,8 @@ def main():
         timings = json.loads(out.stdout.strip().splitlines()[-1])
 
     predict = make_predict(args.backend, args.model, args.threads)
-    texts = load_texts(args.input, args.texts)
+    prefix = json.loads((args.model / "labels.json").read_text())["preprocessing"].get("text_prefix", "")
+    texts = load_texts(args.input, args.texts, prefix)
     batches = []
     for size in [int(s) for s in args.batch_sizes.split(",")]:
         predict(texts[:size])
