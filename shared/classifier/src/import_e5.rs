@@ -913,4 +913,100 @@ mod tests {
         );
         assert!(parsed.check_tokenizer(&tokenizer_json()).is_ok());
     }
+
+    #[test]
+    fn top_layers_fine_tune_on_a_4_bit_base_and_export_in_float_over_it() {
+        use crate::finetune::{BaseModel, FineTuning, TokenizedExamples};
+        use crate::trainable_bert::Trainable;
+
+        let dir = tempfile::tempdir().expect("temp dir");
+        import(dir.path());
+        let texts = [
+            "good flight",
+            "good good",
+            "flight good",
+            "bad flight",
+            "bad bad",
+            "flight bad",
+        ];
+        let ids = encoder(dir.path()).tokenize(&texts).expect("tokenizes");
+        let targets = (0..texts.len())
+            .map(|index| {
+                if index < 3 {
+                    vec![0.0, 1.0]
+                } else {
+                    vec![1.0, 0.0]
+                }
+            })
+            .collect();
+        let examples = TokenizedExamples { ids, targets };
+        let settings = FineTuning {
+            trainable: Trainable::TopLayers(1),
+            epochs: 2,
+            batch_size: 3,
+            ..FineTuning::default()
+        };
+        let tuned = BaseModel::load(dir.path())
+            .expect("base")
+            .fine_tune(&examples, &examples, &settings, None, |_| {
+                std::ops::ControlFlow::Continue(())
+            })
+            .expect("fine-tunes");
+        let query = "encoder.layer.1.attention.self.query.weight";
+        assert!(tuned.tensors.contains_key(query), "the top layer trained");
+
+        let mut labels = crate::labels::tests::sample();
+        labels.labels = vec!["bad".to_owned(), "good".to_owned()];
+        labels.preprocessing.max_tokens = 16;
+        labels.preprocessing.emoji = tweets::EmojiMode::Keep;
+        labels.preprocessing.text_prefix = E5_TEXT_PREFIX.to_owned();
+        let out = tempfile::tempdir().expect("temp dir");
+        crate::export::write_model_dir(
+            dir.path(),
+            out.path(),
+            &tuned.tensors,
+            &labels,
+            candle_core::DType::F16,
+        )
+        .expect("exports");
+        let stored = candle_core::safetensors::load(out.path().join(WEIGHTS_FILE), &Device::Cpu)
+            .expect("weights");
+        assert_eq!(
+            stored[query].dtype(),
+            candle_core::DType::F16,
+            "a trained layer is float"
+        );
+        assert!(
+            !stored.contains_key(&format!("{query}{Q4_0_SUFFIX}")),
+            "and replaces its 4-bit form"
+        );
+        for untouched in [
+            "encoder.layer.0.attention.self.query.weight",
+            "embeddings.word_embeddings.weight",
+        ] {
+            assert!(
+                stored.contains_key(&format!("{untouched}{Q4_0_SUFFIX}")),
+                "{untouched} stays 4-bit"
+            );
+        }
+        let classifier =
+            crate::Classifier::load(out.path(), InferenceOptions::default()).expect("loads");
+        let (predictions, _) = classifier.predict(&texts).expect("predicts");
+        assert_eq!(predictions.len(), texts.len());
+
+        let mut misshapen = tuned.tensors.clone();
+        misshapen.insert(
+            query.to_owned(),
+            Tensor::zeros((32, 64), candle_core::DType::F32, &Device::Cpu).expect("zeros"),
+        );
+        let error = crate::export::write_model_dir(
+            dir.path(),
+            out.path(),
+            &misshapen,
+            &labels,
+            candle_core::DType::F16,
+        )
+        .expect_err("a 4-bit tensor of another shape is refused");
+        assert!(error.to_string().contains("has shape"), "{error}");
+    }
 }
