@@ -137,18 +137,22 @@ impl TextEncoder {
                 ),
             ));
         }
-        let mut tokenizer = Tokenizer::from_bytes(tokenizer)
-            .map_err(|error| LoadError::invalid(TOKENIZER_FILE, error.to_string()))?;
-        // The shipped tokenizer pads every text to 128 tokens; padding to the longest text in
-        // each batch is done here instead, which costs several times less on tweets.
-        tokenizer.with_padding(None);
-        tokenizer
-            .with_truncation(Some(TruncationParams {
-                max_length: preprocessing.max_tokens,
-                ..TruncationParams::default()
-            }))
-            .map_err(|error| LoadError::invalid(TOKENIZER_FILE, error.to_string()))?;
-        let bert = BertEncoder::load(vb, &config).map_err(|error| LoadError::weights(&error))?;
+        // A 250,000-piece tokenizer takes as long to build as the weights take to load (most
+        // of a multilingual model's cold start): the two are built side by side.
+        let (tokenizer, bert) = std::thread::scope(|scope| {
+            let tokenizer = scope.spawn(|| timed(|| load_tokenizer(tokenizer, preprocessing)));
+            let bert = timed(|| BertEncoder::load(vb, &config).map_err(|e| LoadError::weights(&e)));
+            let tokenizer = tokenizer
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (tokenizer, bert)
+        });
+        let ((tokenizer, tokenizer_time), (bert, weights_time)) = (tokenizer?, bert?);
+        tracing::debug!(
+            tokenizer_ms = tokenizer_time.as_millis() as u64,
+            weights_ms = weights_time.as_millis() as u64,
+            "encoder built"
+        );
         let pool = options
             .threads
             .map(|threads| rayon::ThreadPoolBuilder::new().num_threads(threads).build())
@@ -254,6 +258,28 @@ impl TextEncoder {
         let hidden = self.bert.forward(&input_ids, &lengths)?;
         pool(&hidden, &lengths, self.pooling.kind, self.pooling.normalize)
     }
+}
+
+/// `work`'s result, if it succeeded, with the time it took.
+fn timed<T, E>(work: impl FnOnce() -> Result<T, E>) -> Result<(T, Duration), E> {
+    let started = Instant::now();
+    work().map(|value| (value, started.elapsed()))
+}
+
+/// Parses `tokenizer.json` and sets it up for unpadded batches truncated at `max_tokens`.
+fn load_tokenizer(bytes: &[u8], preprocessing: &Preprocessing) -> Result<Tokenizer, LoadError> {
+    let invalid = |error: tokenizers::Error| LoadError::invalid(TOKENIZER_FILE, error.to_string());
+    let mut tokenizer = Tokenizer::from_bytes(bytes).map_err(invalid)?;
+    // The shipped tokenizer pads every text to 128 tokens; padding to the longest text in
+    // each batch is done here instead, which costs several times less on tweets.
+    tokenizer.with_padding(None);
+    tokenizer
+        .with_truncation(Some(TruncationParams {
+            max_length: preprocessing.max_tokens,
+            ..TruncationParams::default()
+        }))
+        .map_err(invalid)?;
+    Ok(tokenizer)
 }
 
 /// A loaded model, ready to classify. Build once per process; `predict` takes `&self`.
