@@ -18,6 +18,7 @@ pub mod quantized;
 mod test_support;
 pub mod train;
 pub mod trainable_bert;
+pub mod unigram;
 
 pub use engine::{
     Classifier, InferenceOptions, InferenceTiming, PredictError, TextEncoder, decide,

