@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Runs tweetclf bench and the Python references (PyTorch, onnxruntime f32 and int8) on the same
-# model, texts and thread count, one after another on an otherwise idle machine, and writes
+# model, texts and thread count, one after another on an otherwise idle machine, then the same
+# for a multilingual-e5-small model (Candle and PyTorch on the same weights), and writes
 # BENCHMARKS.md with the ratios. Needs data/sentiment/ (python3 data/prepare-sentiment.py).
 #
-#   bash bench/run-all.sh            # THREADS=2 TEXTS=512 by default
+#   bash bench/run-all.sh            # THREADS=2 TEXTS=512 ROUNDS=3 by default
 set -Eeuo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 threads="${THREADS:-2}"
 texts="${TEXTS:-512}"
+rounds="${ROUNDS:-3}"
 results=bench/results
 mkdir -p "$results"
 
@@ -38,15 +40,34 @@ FILTER_LANGUAGES='*' FILTER_RETWEETS=false FILTER_AUTO_GENERATED_PHRASES='' FILT
 step "ONNX export (f32 and int8)"
 .venv-bench/bin/python bench/reference_bench.py --export-onnx --model models/sentiment
 
+step "multilingual-e5-small: the base (models/base-e5) and a head over it trained on a 4,000-tweet sample of the pool"
+[ -f models/base-e5/model.safetensors ] || bash models/fetch-base-e5.sh
+e5_model=bench/.cache/e5-head
+if [ ! -f "$e5_model/labels.json" ]; then
+    "$tweetclf" train --base models/base-e5 --train data/sentiment/train.jsonl --valid data/sentiment/valid.jsonl \
+        --limit 4000 --valid-limit 1000 --mode head --seed 42 --name sentiment-e5-head --version bench --out "$e5_model"
+fi
+
+# Every engine once per round, rounds one after another: the report takes each figure's median
+# over the rounds (this machine is shared and noisy).
 common=(--threads "$threads" --texts "$texts")
-step "candle (tweetclf bench)"
-"$tweetclf" bench --json --model models/sentiment --input "$results/texts.jsonl" "${common[@]}" > "$results/candle.json"
-for backend in torch onnx onnx-int8; do
-    step "$backend"
-    .venv-bench/bin/python bench/reference_bench.py --backend "$backend" --model models/sentiment \
-        --input "$results/clean/clean.jsonl" "${common[@]}" > "$results/$backend.json"
+rm -rf "$results"/round-*
+for round in $(seq "$rounds"); do
+    out="$results/round-$round"
+    mkdir -p "$out"
+    step "round $round/$rounds: candle (tweetclf bench), all-MiniLM-L6-v2 and multilingual-e5-small"
+    "$tweetclf" bench --json --model models/sentiment --input "$results/texts.jsonl" "${common[@]}" > "$out/candle.json"
+    "$tweetclf" bench --json --model "$e5_model" --input "$results/texts.jsonl" "${common[@]}" > "$out/candle-e5.json"
+    for backend in torch onnx onnx-int8; do
+        step "round $round/$rounds: $backend"
+        .venv-bench/bin/python bench/reference_bench.py --backend "$backend" --model models/sentiment \
+            --input "$results/clean/clean.jsonl" "${common[@]}" > "$out/$backend.json"
+    done
+    step "round $round/$rounds: torch, multilingual-e5-small"
+    .venv-bench/bin/python bench/reference_bench.py --backend torch --model "$e5_model" \
+        --input "$results/clean/clean.jsonl" "${common[@]}" > "$out/torch-e5.json"
 done
 
 step "BENCHMARKS.md"
-python3 bench/report.py "$results" "bash bench/run-all.sh  (THREADS=$threads TEXTS=$texts)" > BENCHMARKS.md
+python3 bench/report.py "$results" "bash bench/run-all.sh  (THREADS=$threads TEXTS=$texts ROUNDS=$rounds)" > BENCHMARKS.md
 cat BENCHMARKS.md

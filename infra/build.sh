@@ -30,8 +30,9 @@ cargo lambda build --release "$arch_flag" --output-format zip --lambda-dir "$out
 cargo lambda build --release "$arch_flag" --output-format zip --lambda-dir "$out" \
   --include models/sentiment --bin classify --bin predict
 
-# Lambda's limits: 50 MB zipped for a direct upload, 250 MB unzipped in all; classify and
-# predict must carry bootstrap and the model.
+# Lambda's limits: 250 MB unzipped in all; classify and predict must carry bootstrap and the
+# model. A zip over 50 MB cannot be uploaded directly, only through S3 (sam deploy always
+# uploads through S3; cargo lambda deploy needs --s3-bucket): said, not a failure.
 python3 - "$out" <<'PY'
 import os, sys, zipfile
 out, status = sys.argv[1], 0
@@ -43,7 +44,7 @@ for function in ("ingest", "classify", "predict"):
     print(f"{function:<9} {path}  zipped {zipped / 1e6:6.1f} MB  unzipped {unzipped / 1e6:6.1f} MB")
     names = set(archive.namelist())
     if zipped > 50_000_000:
-        print("  FAIL: over the 50 MB direct-upload limit", file=sys.stderr); status = 1
+        print("  note: over the 50 MB direct-upload limit: deploy through S3 (sam deploy, or cargo lambda deploy --s3-bucket)")
     if unzipped > 250_000_000:
         print("  FAIL: over the 250 MB unzipped limit", file=sys.stderr); status = 1
     unreadable = [i.filename for i in archive.infolist() if (i.external_attr >> 16) & 0o444 != 0o444]
