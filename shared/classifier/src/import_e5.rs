@@ -955,6 +955,31 @@ mod tests {
         let query = "encoder.layer.1.attention.self.query.weight";
         assert!(tuned.tensors.contains_key(query), "the top layer trained");
 
+        // The whole encoder but the word table: the table is looked up 4-bit and not trained.
+        let whole = FineTuning {
+            trainable: Trainable::All {
+                word_embeddings: false,
+            },
+            ..settings.clone()
+        };
+        let all_but_words = BaseModel::load(dir.path())
+            .expect("base")
+            .fine_tune(&examples, &examples, &whole, None, |_| {
+                std::ops::ControlFlow::Continue(())
+            })
+            .expect("fine-tunes the whole encoder");
+        assert!(
+            all_but_words
+                .tensors
+                .contains_key("encoder.layer.0.output.dense.weight")
+        );
+        assert!(
+            !all_but_words
+                .tensors
+                .keys()
+                .any(|name| name.contains("word_embeddings"))
+        );
+
         let mut labels = crate::labels::tests::sample();
         labels.labels = vec!["bad".to_owned(), "good".to_owned()];
         labels.preprocessing.max_tokens = 16;
