@@ -9,7 +9,7 @@ use candle_core::{D, DType, Device, Tensor};
 use candle_nn::{Linear, Module, VarBuilder, linear};
 use candle_transformers::models::bert::Config as BertConfig;
 use serde::Serialize;
-use tokenizers::{Encoding, Tokenizer, TruncationParams};
+use tokenizers::{Encoding, Tokenizer, TokenizerImpl, TruncationParams};
 use tweets::{CleanConfig, Prediction};
 
 use crate::bert::BertEncoder;
@@ -279,26 +279,14 @@ impl TextTokenizer {
     /// Parses `tokenizer.json` and sets it up for unpadded texts truncated at `max_tokens`.
     fn load(bytes: &[u8], preprocessing: &Preprocessing) -> Result<Self, LoadError> {
         let invalid = |message: String| LoadError::invalid(TOKENIZER_FILE, message);
-        let truncation = Some(TruncationParams {
-            max_length: preprocessing.max_tokens,
-            ..TruncationParams::default()
-        });
-        // The shipped tokenizers may pad every text to a fixed length; padding to the longest
-        // text in each batch is done here instead, which costs several times less on tweets.
+        let max_tokens = preprocessing.max_tokens;
         if unigram::is_unigram(bytes) {
             let mut tokenizer = unigram::load(bytes).map_err(invalid)?;
-            tokenizer.with_padding(None);
-            tokenizer
-                .with_truncation(truncation)
-                .map_err(|error| invalid(error.to_string()))?;
+            unpadded(&mut tokenizer, max_tokens).map_err(|e| invalid(e.to_string()))?;
             return Ok(Self::Unigram(Box::new(tokenizer)));
         }
-        let mut tokenizer =
-            Tokenizer::from_bytes(bytes).map_err(|error| invalid(error.to_string()))?;
-        tokenizer.with_padding(None);
-        tokenizer
-            .with_truncation(truncation)
-            .map_err(|error| invalid(error.to_string()))?;
+        let mut tokenizer = Tokenizer::from_bytes(bytes).map_err(|e| invalid(e.to_string()))?;
+        unpadded(&mut tokenizer, max_tokens).map_err(|e| invalid(e.to_string()))?;
         Ok(Self::Library(Box::new(tokenizer)))
     }
 
@@ -308,6 +296,28 @@ impl TextTokenizer {
             Self::Unigram(tokenizer) => tokenizer.encode_batch(texts, true),
         }
     }
+}
+
+/// No padding, truncation at `max_tokens`. The shipped tokenizers may pad every text to a
+/// fixed length; padding to the longest text in each batch is done here instead, which costs
+/// several times less on tweets.
+fn unpadded<M, N, PT, PP, D>(
+    tokenizer: &mut TokenizerImpl<M, N, PT, PP, D>,
+    max_tokens: usize,
+) -> tokenizers::Result<()>
+where
+    M: tokenizers::Model,
+    N: tokenizers::Normalizer,
+    PT: tokenizers::PreTokenizer,
+    PP: tokenizers::PostProcessor,
+    D: tokenizers::Decoder,
+{
+    tokenizer.with_padding(None);
+    tokenizer.with_truncation(Some(TruncationParams {
+        max_length: max_tokens,
+        ..TruncationParams::default()
+    }))?;
+    Ok(())
 }
 
 /// A loaded model, ready to classify. Build once per process; `predict` takes `&self`.
