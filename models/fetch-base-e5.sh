@@ -31,6 +31,12 @@ for pattern, members in wanted.items():
         for member, name in members.items():
             (work / name).write_bytes(archive.read(member))
 PY
-cargo run --quiet -p tweetclf -- import-e5 \
+# TWEETCLF names an already built tweetclf (CI passes its test build's); else cargo builds one.
+if [ -n "${TWEETCLF:-}" ]; then
+    tweetclf=("$TWEETCLF")
+else
+    tweetclf=(cargo run --quiet -p tweetclf --)
+fi
+"${tweetclf[@]}" import-e5 \
     --container "$work/e5-small-q4.bin" --tokenizer "$work/tokenizer.json" --out "$target"
 cp "$work/NOTICE" "$target/NOTICE"
