@@ -477,40 +477,28 @@ fn expected_tensors(d: &Dimensions) -> HashMap<String, (String, Vec<usize>)> {
         vec![d.hidden],
     );
     for layer in 0..d.layers {
-        let linears = [
-            ("q", "attention.self.query", d.hidden, d.hidden),
-            ("k", "attention.self.key", d.hidden, d.hidden),
-            ("v", "attention.self.value", d.hidden, d.hidden),
-            ("ao", "attention.output.dense", d.hidden, d.hidden),
-            ("fi", "intermediate.dense", d.intermediate, d.hidden),
-            ("fo", "output.dense", d.hidden, d.intermediate),
+        // Each part's weight shape; its bias (or LayerNorm beta) has the first dimension.
+        let parts = [
+            ("q", "attention.self.query", vec![d.hidden, d.hidden]),
+            ("k", "attention.self.key", vec![d.hidden, d.hidden]),
+            ("v", "attention.self.value", vec![d.hidden, d.hidden]),
+            ("ao", "attention.output.dense", vec![d.hidden, d.hidden]),
+            ("aln", "attention.output.LayerNorm", vec![d.hidden]),
+            ("fi", "intermediate.dense", vec![d.intermediate, d.hidden]),
+            ("fo", "output.dense", vec![d.hidden, d.intermediate]),
+            ("oln", "output.LayerNorm", vec![d.hidden]),
         ];
-        for (short, long, outputs, inputs) in linears {
+        for (short, long, weight) in parts {
             let (short, long) = (
                 format!("l{layer}.{short}"),
                 format!("encoder.layer.{layer}.{long}"),
             );
             add(
-                format!("{short}.w"),
-                format!("{long}.weight"),
-                vec![outputs, inputs],
+                format!("{short}.b"),
+                format!("{long}.bias"),
+                vec![weight[0]],
             );
-            add(format!("{short}.b"), format!("{long}.bias"), vec![outputs]);
-        }
-        for (short, long) in [
-            ("aln", "attention.output.LayerNorm"),
-            ("oln", "output.LayerNorm"),
-        ] {
-            let (short, long) = (
-                format!("l{layer}.{short}"),
-                format!("encoder.layer.{layer}.{long}"),
-            );
-            add(
-                format!("{short}.w"),
-                format!("{long}.weight"),
-                vec![d.hidden],
-            );
-            add(format!("{short}.b"), format!("{long}.bias"), vec![d.hidden]);
+            add(format!("{short}.w"), format!("{long}.weight"), weight);
         }
     }
     names
