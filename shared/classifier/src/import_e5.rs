@@ -17,7 +17,7 @@ use serde_json::json;
 
 use crate::labels::{EncoderRecipe, Pooling, PoolingKind};
 use crate::model_dir::{CONFIG_FILE, ENCODER_RECIPE_FILE, TOKENIZER_FILE, WEIGHTS_FILE};
-use crate::quantized::{Q4_0_BLOCK_BYTES, Q4_0_BLOCK_WEIGHTS, Q4_0_SUFFIX};
+use crate::quantized::{Q4_0_BLOCK_BYTES, Q4_0_BLOCK_WEIGHTS, Q4_0_SUFFIX, q4_0_row_bytes};
 
 const MAGIC: &[u8; 4] = b"E5S1";
 const VERSION: u32 = 1;
@@ -202,9 +202,9 @@ impl<'a> E5Container<'a> {
                 )));
             }
             if entry.stored == Stored::Q4_0
-                && !shape
+                && shape
                     .last()
-                    .is_some_and(|columns| columns.is_multiple_of(Q4_0_BLOCK_WEIGHTS))
+                    .is_none_or(|columns| q4_0_row_bytes(*columns).is_err())
             {
                 return Err(container(format!(
                     "tensor `{}` is 4-bit but its rows are not whole blocks",
@@ -315,8 +315,9 @@ impl<'a> E5Container<'a> {
                         Tensor::from_vec(values, shape.as_slice(), &Device::Cpu)?
                     }
                     Stored::Q4_0 => {
-                        let rows = entry.elements / shape[shape.len() - 1];
-                        let row_bytes = entry.bytes.len() / rows;
+                        let columns = shape[shape.len() - 1];
+                        let row_bytes = q4_0_row_bytes(columns)?;
+                        let rows = entry.elements / columns;
                         Tensor::from_slice(entry.bytes, (rows, row_bytes), &Device::Cpu)?
                     }
                 };
