@@ -16,7 +16,7 @@ use classifier::trainable_bert::Trainable;
 use classifier::{InferenceOptions, LabelsFile, ProblemType, TextEncoder};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
-use tweets::EmojiMode;
+use tweets::{CleaningRule, CleaningVersion, EmojiMode};
 
 use crate::labelled::{self, LabelledSet};
 
@@ -113,6 +113,16 @@ pub struct TrainArgs {
     /// Worker threads (default: every core).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// The text cleaning the model is trained with, and served with ever after.
+    #[arg(long, default_value_t = CleaningVersion::LATEST)]
+    pub cleaning: CleaningVersion,
+    /// Leave one clean-v2 rule out (emoticons, laughter, elongation, hashtags), to measure
+    /// what it buys; the model records it.
+    #[arg(long)]
+    pub leave_out_rule: Option<CleaningRule>,
+    /// How emoji reach the model: describe (in words), keep, remove.
+    #[arg(long, default_value = "describe")]
+    pub emoji: EmojiMode,
 }
 
 /// What any mode hands back for the model directory.
@@ -157,8 +167,9 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
         )
     })?;
     let preprocessing = Preprocessing {
-        cleaning_version: tweets::CLEANING_VERSION.to_owned(),
-        emoji: EmojiMode::Describe,
+        cleaning_version: args.cleaning,
+        cleaning_left_out: args.leave_out_rule,
+        emoji: args.emoji,
         max_tokens: 128,
         text_prefix: recipe.text_prefix,
     };

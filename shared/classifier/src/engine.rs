@@ -162,9 +162,7 @@ impl TextEncoder {
         Ok(Self {
             bert,
             tokenizer,
-            cleaning: CleanConfig {
-                emoji: preprocessing.emoji,
-            },
+            cleaning: preprocessing.cleaning(),
             text_prefix: preprocessing.text_prefix.clone(),
             pooling,
             hidden_size: config.hidden_size,

@@ -749,7 +749,8 @@ mod tests {
     fn encoder(dir: &Path) -> TextEncoder {
         let recipe = read_encoder_recipe(dir).expect("recipe");
         let preprocessing = Preprocessing {
-            cleaning_version: tweets::CLEANING_VERSION.to_owned(),
+            cleaning_version: tweets::CleaningVersion::LATEST,
+            cleaning_left_out: None,
             emoji: tweets::EmojiMode::Keep,
             max_tokens: 16,
             text_prefix: recipe.text_prefix,

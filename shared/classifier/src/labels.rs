@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use tweets::EmojiMode;
+use tweets::{CleanConfig, CleaningRule, CleaningVersion, EmojiMode};
 
 /// The `labels.json` format version this build reads and writes.
 pub const LABELS_FORMAT_VERSION: u32 = 1;
@@ -86,8 +86,11 @@ pub struct HeadSpec {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Preprocessing {
-    /// `tweets::CLEANING_VERSION` at training time.
-    pub cleaning_version: String,
+    /// The cleaning the model was trained with (`clean-v1`, `clean-v2`).
+    pub cleaning_version: CleaningVersion,
+    /// A `clean-v2` rule left out, in models trained to measure what that rule buys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cleaning_left_out: Option<CleaningRule>,
     /// How emoji reached the model: the bundled vocabulary maps raw emoji to `[UNK]`, so
     /// `describe` keeps their sentiment as words.
     pub emoji: EmojiMode,
@@ -97,6 +100,17 @@ pub struct Preprocessing {
     /// `query: `). Absent for encoders that need none.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub text_prefix: String,
+}
+
+impl Preprocessing {
+    /// How `tweets::clean_text` must run for this model.
+    pub fn cleaning(&self) -> CleanConfig {
+        CleanConfig {
+            version: self.cleaning_version,
+            emoji: self.emoji,
+            left_out: self.cleaning_left_out,
+        }
+    }
 }
 
 /// `encoder.json` of a base model directory: how its encoder must be run, which every model
@@ -193,15 +207,12 @@ impl LabelsFile {
                 ));
             }
         }
-        if self.preprocessing.cleaning_version != tweets::CLEANING_VERSION {
+        if self.preprocessing.cleaning_left_out.is_some()
+            && self.preprocessing.cleaning_version == CleaningVersion::V1
+        {
             return Err(invalid(
-                "preprocessing.cleaning_version",
-                format!(
-                    "the model was trained on text cleaned by `{}`, but this build cleans with \
-                     `{}`: retrain the model or use a matching build",
-                    self.preprocessing.cleaning_version,
-                    tweets::CLEANING_VERSION
-                ),
+                "preprocessing.cleaning_left_out",
+                "clean-v1 has no rules to leave out",
             ));
         }
         if self.head.hidden_size == Some(0) {
@@ -242,7 +253,8 @@ pub(crate) mod tests {
             },
             head: HeadSpec { hidden_size: None },
             preprocessing: Preprocessing {
-                cleaning_version: tweets::CLEANING_VERSION.to_owned(),
+                cleaning_version: CleaningVersion::LATEST,
+                cleaning_left_out: None,
                 emoji: EmojiMode::Describe,
                 max_tokens: 128,
                 text_prefix: String::new(),
@@ -282,8 +294,9 @@ pub(crate) mod tests {
         assert_eq!(field_of(&labels), "thresholds.positive");
 
         let mut labels = sample();
-        labels.preprocessing.cleaning_version = "clean-v0".to_owned();
-        assert_eq!(field_of(&labels), "preprocessing.cleaning_version");
+        labels.preprocessing.cleaning_version = CleaningVersion::V1;
+        labels.preprocessing.cleaning_left_out = Some(CleaningRule::Laughter);
+        assert_eq!(field_of(&labels), "preprocessing.cleaning_left_out");
 
         let mut labels = sample();
         labels.labels.truncate(1);
@@ -303,6 +316,19 @@ pub(crate) mod tests {
             error.to_string().contains("unknown field `problem`"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn models_keep_the_cleaning_they_were_trained_with() {
+        let mut json = serde_json::to_value(sample()).expect("serializes");
+        assert_eq!(json["preprocessing"]["cleaning_version"], "clean-v2");
+        assert!(json["preprocessing"].get("cleaning_left_out").is_none());
+        json["preprocessing"]["cleaning_version"] = serde_json::json!("clean-v1");
+        let labels = serde_json::from_value::<LabelsFile>(json.clone()).expect("parses");
+        assert_eq!(labels.preprocessing.cleaning().version, CleaningVersion::V1);
+        json["preprocessing"]["cleaning_version"] = serde_json::json!("clean-v0");
+        let error = serde_json::from_value::<LabelsFile>(json).expect_err("unknown version");
+        assert!(error.to_string().contains("clean-v0"), "{error}");
     }
 
     #[test]

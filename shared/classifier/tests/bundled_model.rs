@@ -56,9 +56,7 @@ fn logits_match_transformers_within_tolerance() {
         .collect();
     let classifier = bundled();
     assert_eq!(classifier.labels().labels, expected.labels);
-    let cleaning = tweets::CleanConfig {
-        emoji: classifier.labels().preprocessing.emoji,
-    };
+    let cleaning = classifier.labels().preprocessing.cleaning();
     for text in &texts {
         assert_eq!(
             tweets::clean_text(&text.text, &cleaning),

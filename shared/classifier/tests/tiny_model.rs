@@ -56,7 +56,7 @@ fn labels(hidden_size: Option<usize>) -> Value {
         "labels": ["negative", "neutral", "positive"], "problem_type": "single_label",
         "thresholds": {}, "pooling": {"kind": "mean", "normalize": true},
         "head": {"hidden_size": hidden_size},
-        "preprocessing": {"cleaning_version": tweets::CLEANING_VERSION, "emoji": "describe", "max_tokens": 12},
+        "preprocessing": {"cleaning_version": tweets::CleaningVersion::LATEST, "emoji": "describe", "max_tokens": 12},
         "provenance": {"note": "random weights, for tests only"}, "metrics": null
     })
 }

@@ -175,6 +175,7 @@ impl IngestConfig {
             },
             cleaning: CleanConfig {
                 emoji: settings.parse::<EmojiMode>(vars::EMOJI, defaults.options.cleaning.emoji)?,
+                ..defaults.options.cleaning
             },
             filters: FilterConfig {
                 drop_retweets: settings.flag(vars::FILTER_RETWEETS, filters.drop_retweets)?,

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use tokio_util::io::SyncIoBridge;
-use tweets::{CLEANING_VERSION, IngestOptions, Report};
+use tweets::{IngestOptions, Report};
 
 use crate::config::IngestConfig;
 use crate::keys::{IngestKeys, KeyError};
@@ -129,7 +129,7 @@ impl IngestManifest {
             input: input.to_owned(),
             outputs,
             report,
-            cleaning_version: CLEANING_VERSION.to_owned(),
+            cleaning_version: options.cleaning.version.as_str().to_owned(),
             options: options.clone(),
             timing_ms: IngestTiming::default(),
             tool_version: env!("CARGO_PKG_VERSION").to_owned(),

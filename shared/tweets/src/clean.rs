@@ -1,5 +1,6 @@
 //! Model-ready text. Training and inference must call exactly this code, so its behaviour is
-//! versioned: a model records [`CLEANING_VERSION`] and refuses text cleaned differently.
+//! versioned: a model records the [`CleaningVersion`] it was trained with and is always served
+//! text cleaned by that version.
 
 use std::sync::LazyLock;
 
@@ -7,8 +8,51 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 use unicode_normalization::UnicodeNormalization;
 
-/// Bump whenever `clean_text` changes its output for any input.
-pub const CLEANING_VERSION: &str = "clean-v1";
+use crate::expressive::{self, CleaningRule};
+
+/// Which rules `clean_text` applies. A new version is added whenever the output would change
+/// for any input; old ones stay, because every model keeps the version it was trained with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum CleaningVersion {
+    /// Unicode NFC, URLs and mentions as placeholders, emoji as configured, whitespace
+    /// collapsed.
+    #[serde(rename = "clean-v1")]
+    V1,
+    /// `clean-v1`, then emoticons, kaomoji and laughter as emoji, stretched letters shortened,
+    /// CamelCase hashtags split (see [`CleaningRule`]).
+    #[default]
+    #[serde(rename = "clean-v2")]
+    V2,
+}
+
+impl CleaningVersion {
+    pub const LATEST: Self = Self::V2;
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::V1 => "clean-v1",
+            Self::V2 => "clean-v2",
+        }
+    }
+}
+
+impl std::fmt::Display for CleaningVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for CleaningVersion {
+    type Err = String;
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        [Self::V1, Self::V2]
+            .into_iter()
+            .find(|version| version.as_str().eq_ignore_ascii_case(value.trim()))
+            .ok_or_else(|| {
+                format!("unknown cleaning version `{value}` (expected clean-v1 or clean-v2)")
+            })
+    }
+}
 
 /// The placeholders `clean_text` leaves for URLs and user mentions.
 pub const URL_PLACEHOLDER: &str = "http";
@@ -44,7 +88,13 @@ impl std::str::FromStr for EmojiMode {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct CleanConfig {
+    #[serde(default)]
+    pub version: CleaningVersion,
     pub emoji: EmojiMode,
+    /// One `clean-v2` rule not applied: only to measure what the rule buys (the model report's
+    /// ablations). A model trained this way records it and is served the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub left_out: Option<CleaningRule>,
 }
 
 static URL: LazyLock<Regex> =
@@ -59,13 +109,18 @@ pub(crate) static MENTION: LazyLock<Regex> =
 const MAX_EMOJI_CHARS: usize = 10;
 
 /// Turns a tweet's (HTML-decoded) text into the text the model sees: Unicode NFC, URLs →
-/// `http`, mentions → `@user`, emoji as configured, whitespace collapsed.
+/// `http`, mentions → `@user`, the rules of `clean-v2` when that is the version, emoji as
+/// configured, whitespace collapsed.
 pub fn clean_text(text: &str, config: &CleanConfig) -> String {
     let normalized: String = text.nfc().collect();
     let without_urls = URL.replace_all(&normalized, URL_PLACEHOLDER);
     let without_mentions =
         MENTION.replace_all(&without_urls, format!("${{1}}{MENTION_PLACEHOLDER}"));
-    let with_emoji = map_emoji(&without_mentions, config.emoji);
+    let expressed = match config.version {
+        CleaningVersion::V1 => without_mentions.into_owned(),
+        CleaningVersion::V2 => expressive::apply(&without_mentions, config.left_out),
+    };
+    let with_emoji = map_emoji(&expressed, config.emoji);
     with_emoji.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
@@ -169,6 +224,31 @@ mod tests {
     }
 
     #[test]
+    fn each_version_keeps_its_output() {
+        let text = "#EpicFail soooo bad :( lol";
+        let v1 = CleanConfig {
+            version: CleaningVersion::V1,
+            ..CleanConfig::default()
+        };
+        assert_eq!(clean_text(text, &v1), text);
+        assert_eq!(
+            clean(text),
+            "epic fail soo bad slightly frowning face face with tears of joy"
+        );
+        let keep = CleanConfig {
+            emoji: EmojiMode::Keep,
+            ..CleanConfig::default()
+        };
+        assert_eq!(clean_text("so good :D", &keep), "so good 😃");
+        assert_eq!("CLEAN-V1".parse(), Ok(CleaningVersion::V1));
+        assert!("clean-v0".parse::<CleaningVersion>().is_err());
+        assert_eq!(
+            serde_json::to_string(&CleaningVersion::LATEST).expect("serializes"),
+            "\"clean-v2\""
+        );
+    }
+
+    #[test]
     fn whitespace_is_collapsed_and_text_is_nfc() {
         assert_eq!(clean("  a\t\tb\r\n\nc  "), "a b c");
         assert_eq!(clean("cafe\u{301}"), "caf\u{e9}");
@@ -189,9 +269,11 @@ mod tests {
     fn emoji_can_be_kept_or_removed() {
         let keep = CleanConfig {
             emoji: EmojiMode::Keep,
+            ..CleanConfig::default()
         };
         let remove = CleanConfig {
             emoji: EmojiMode::Remove,
+            ..CleanConfig::default()
         };
         assert_eq!(clean_text("yes 😂", &keep), "yes 😂");
         assert_eq!(clean_text("yes 😂 no", &remove), "yes no");

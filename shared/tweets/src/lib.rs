@@ -4,6 +4,7 @@
 //! conserved counts.
 
 pub mod clean;
+mod expressive;
 pub mod filter;
 pub mod formats;
 pub mod frame;
@@ -11,7 +12,8 @@ pub mod ingest;
 pub mod input;
 pub mod schema;
 
-pub use clean::{CLEANING_VERSION, CleanConfig, EmojiMode, clean_text};
+pub use clean::{CleanConfig, CleaningVersion, EmojiMode, clean_text};
+pub use expressive::CleaningRule;
 pub use filter::{FilterConfig, FilterReason, FilteredCounts};
 pub use ingest::{IngestError, IngestOptions, Rejection, Report, ingest_stream};
 pub use input::{Compression, Limits, StreamError};

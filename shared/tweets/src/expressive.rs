@@ -1,0 +1,418 @@
+//! The rules `clean-v2` adds: the ways tweets express feeling outside words reach the model in
+//! a form it has read before. Emoticons, kaomoji and laughter become the emoji they stand for
+//! (the emoji mode then treats them like any emoji), letters stretched for emphasis are
+//! shortened, and CamelCase hashtags are split into their words.
+
+use std::borrow::Cow;
+use std::sync::LazyLock;
+
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+
+/// One rule of `clean-v2`, named so that the model report can measure what each buys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CleaningRule {
+    /// `:)` → 🙂, `:'(` → 😢, `<3` → ❤️, `¯\_(ツ)_/¯` → 🤷 …
+    Emoticons,
+    /// `lol`, `hahaha`, `lmaooo`, `jajaja`, `kkkk` … → 😂
+    Laughter,
+    /// `soooo` → `soo`: a letter repeated three times or more is kept twice.
+    Elongation,
+    /// `#CareerFail` → `career fail`.
+    Hashtags,
+}
+
+impl CleaningRule {
+    pub const ALL: [Self; 4] = [
+        Self::Emoticons,
+        Self::Laughter,
+        Self::Elongation,
+        Self::Hashtags,
+    ];
+
+    fn apply(self, text: &str) -> Cow<'_, str> {
+        match self {
+            Self::Hashtags => split_hashtags(text),
+            Self::Emoticons => replace_emoticons(text),
+            Self::Elongation => shorten_elongations(text),
+            Self::Laughter => replace_laughter(text),
+        }
+    }
+}
+
+impl std::str::FromStr for CleaningRule {
+    type Err = String;
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|rule| format!("{rule:?}").eq_ignore_ascii_case(value.trim()))
+            .ok_or_else(|| {
+                format!(
+                    "unknown cleaning rule `{value}` (expected emoticons, laughter, elongation \
+                     or hashtags)"
+                )
+            })
+    }
+}
+
+/// Applies every rule but `left_out`, in the order that lets each see the previous one's
+/// output: hashtags first (they may hold stretched letters), emoticons and laughter before
+/// elongation (`:DDD` is one emoticon, `kkkkk` is laughter, not `kk`).
+pub(crate) fn apply(text: &str, left_out: Option<CleaningRule>) -> String {
+    const ORDER: [CleaningRule; 4] = [
+        CleaningRule::Hashtags,
+        CleaningRule::Emoticons,
+        CleaningRule::Laughter,
+        CleaningRule::Elongation,
+    ];
+    ORDER
+        .into_iter()
+        .filter(|rule| Some(*rule) != left_out)
+        .fold(text.to_owned(), |text, rule| rule.apply(&text).into_owned())
+}
+
+/// Emoticons and kaomoji with the emoji each stands for. Western emoticons may repeat their
+/// last character (`:)))`, `<333`).
+const EMOTICONS: &[(&str, &str)] = &[
+    // Longest first where one starts another: the table is searched in order.
+    ("(╯°□°）╯︵ ┻━┻", "😡"),
+    ("(╯°□°)╯︵ ┻━┻", "😡"),
+    ("¯\\_(ツ)_/¯", "🤷"),
+    ("¯\\\\_(ツ)_/¯", "🤷"),
+    ("¯\\(ツ)/¯", "🤷"),
+    ("ಠ_ಠ", "😒"),
+    (">:-(", "😠"),
+    (">:(", "😠"),
+    (":'-(", "😢"),
+    (":'(", "😢"),
+    (":,(", "😢"),
+    (":'-)", "😂"),
+    (":')", "😂"),
+    ("</3", "💔"),
+    ("<3", "❤️"),
+    ("^_^", "😊"),
+    ("^.^", "😊"),
+    ("^-^", "😊"),
+    ("^^", "😊"),
+    ("-_-", "😑"),
+    ("-.-", "😑"),
+    ("T_T", "😭"),
+    ("T.T", "😭"),
+    (";_;", "😭"),
+    ("o_O", "😳"),
+    ("O_o", "😳"),
+    ("o.O", "😳"),
+    ("O.o", "😳"),
+    (">_<", "😣"),
+    ("(y)", "👍"),
+    (":-)", "🙂"),
+    (":)", "🙂"),
+    (":]", "🙂"),
+    ("=)", "🙂"),
+    ("(:", "🙂"),
+    (":-D", "😃"),
+    (":D", "😃"),
+    ("=D", "😃"),
+    ("xD", "😆"),
+    ("XD", "😆"),
+    ("xd", "😆"),
+    (";-)", "😉"),
+    (";)", "😉"),
+    (";D", "😉"),
+    (":-P", "😛"),
+    (":P", "😛"),
+    (":-p", "😛"),
+    (":p", "😛"),
+    (";P", "😛"),
+    (";p", "😛"),
+    ("xP", "😛"),
+    ("XP", "😛"),
+    (":-*", "😘"),
+    (":*", "😘"),
+    (":-(", "🙁"),
+    (":(", "🙁"),
+    (":[", "🙁"),
+    ("=(", "🙁"),
+    (";(", "😢"),
+    (":-/", "😕"),
+    (":/", "😕"),
+    (":-\\", "😕"),
+    (":\\", "😕"),
+    ("=/", "😕"),
+    (":-|", "😐"),
+    (":|", "😐"),
+    (":-O", "😮"),
+    (":O", "😮"),
+    (":-o", "😮"),
+    (":o", "😮"),
+];
+
+/// Replaces emoticons standing apart from words. One that starts with a letter or a bracket
+/// (`xD`, `T_T`, `(:`) must follow a space; one that starts with `:`, `;`, `=`, `<` or `>`
+/// may be glued to a word (`great:)`). After it may come only a space, the end or punctuation
+/// other than `/` (so `C:/Users` and `D:\` stay as they are).
+fn replace_emoticons(text: &str) -> Cow<'_, str> {
+    if !text.contains(|c: char| ":;=<>^-_TtoOxX(¯ಠ".contains(c)) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    let mut previous: Option<char> = None;
+    let mut rest = text;
+    while let Some(first) = rest.chars().next() {
+        if let Some((emoji, len)) = emoticon_at(rest, previous) {
+            out.push_str(&format!(" {emoji} "));
+            previous = Some(' ');
+            rest = &rest[len..];
+        } else {
+            out.push(first);
+            previous = Some(first);
+            rest = &rest[first.len_utf8()..];
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// The emoticon at the start of `text` (its emoji and length with repeats), if it stands
+/// apart as [`replace_emoticons`] requires.
+fn emoticon_at(text: &str, previous: Option<char>) -> Option<(&'static str, usize)> {
+    let after_space = previous.is_none_or(char::is_whitespace);
+    EMOTICONS.iter().find_map(|(emoticon, emoji)| {
+        let glue_allowed = emoticon.starts_with([':', ';', '=', '<', '>']);
+        if !text.starts_with(emoticon) || !(after_space || glue_allowed && glues(previous)) {
+            return None;
+        }
+        let last = emoticon.chars().last()?;
+        let repeats = text[emoticon.len()..]
+            .chars()
+            .take_while(|c| *c == last && (last.is_ascii_punctuation() || "D3Pp".contains(last)))
+            .count();
+        let len = emoticon.len() + repeats * last.len_utf8();
+        let next = text[len..].chars().next();
+        let apart = next.is_none_or(|c| c.is_whitespace() || c.is_ascii_punctuation() && c != '/');
+        apart.then_some((*emoji, len))
+    })
+}
+
+/// Whether an emoticon may be glued to the character before it: to a letter (`great:)`) or
+/// punctuation (`!!:(`), never to a digit (`5:00`, `10:30)`).
+fn glues(previous: Option<char>) -> bool {
+    previous.is_some_and(|c| c.is_alphabetic() || c.is_ascii_punctuation() && c != ':')
+}
+
+/// A letter repeated three times or more is kept twice (`soooo` → `soo`, `NOOOO` → `NOO`).
+/// Digits and punctuation keep their runs (`1000`, `...`).
+fn shorten_elongations(text: &str) -> Cow<'_, str> {
+    let mut out = String::with_capacity(text.len());
+    let mut run: Option<(char, usize)> = None;
+    let mut changed = false;
+    for c in text.chars() {
+        let count = match run {
+            Some((last, count)) if last == c => count + 1,
+            _ => 1,
+        };
+        run = Some((c, count));
+        if count > 2 && c.is_alphabetic() {
+            changed = true;
+        } else {
+            out.push(c);
+        }
+    }
+    if changed {
+        Cow::Owned(out)
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
+/// Words that are laughter, in the spellings of the languages our users tweet in. Matched
+/// against whole words, lowercased; stretched forms (`loooool`, `hahahaaa`) included.
+static LAUGHTER: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(concat!(
+        r"^(?:",
+        r"a*(?:h+a+){2,}h*|a+h+a+h+|(?:h+e+){2,}h*|(?:h+i+){2,}h*", // haha, ahah, hehe, hihi
+        r"|a*(?:j+a+){2,}j*|(?:j+e+){2,}j*|(?:j+i+){2,}j*|(?:js){2,}j?", // jaja, jeje, jsjs
+        r"|k{4,}|(?:rs){2,}|а*(?:х+а+){2,}х*|(?:x+a+){2,}",         // kkkk, rsrs, хаха
+        r"|l+o+l+(?:o+l+)*z?|lm+f*a+o+|rofl+|roflmao|lulz|mdr+|ㅋ{2,}|ㅎ{2,}",
+        r")$"
+    ))
+    .expect("static regex")
+});
+static WORD: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\p{L}+").expect("static regex"));
+
+/// Whole words of laughter → 😂.
+fn replace_laughter(text: &str) -> Cow<'_, str> {
+    WORD.replace_all(text, |word: &regex::Captures<'_>| {
+        let word = &word[0];
+        if LAUGHTER.is_match(&word.to_lowercase()) {
+            " 😂 ".to_owned()
+        } else {
+            word.to_owned()
+        }
+    })
+}
+
+/// A hashtag: `#` not glued to a word (`C#`, `a#b` stay), then letters, digits, `_`.
+static HASHTAG: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(^|[^\w&#])[#＃](\w+)").expect("static regex"));
+
+/// `#CareerFail` → `career fail`, `#NYCMarathon2024` → `nyc marathon 2024`,
+/// `#long_day` → `long day`. A hashtag of one word (`#fail`, `#NYC`) stays as it is.
+fn split_hashtags(text: &str) -> Cow<'_, str> {
+    HASHTAG.replace_all(text, |caps: &regex::Captures<'_>| {
+        let parts = hashtag_words(&caps[2]);
+        if parts.len() < 2 {
+            return caps[0].to_owned();
+        }
+        format!("{}{}", &caps[1], parts.join(" ").to_lowercase())
+    })
+}
+
+/// The words of a hashtag: split at `_`, between a lower-case and an upper-case letter,
+/// between letters and digits, and before the last capital of a run of capitals followed by a
+/// lower-case letter (`NYCMarathon` → `NYC`, `Marathon`).
+fn hashtag_words(tag: &str) -> Vec<String> {
+    let chars: Vec<char> = tag.chars().collect();
+    let mut words = Vec::new();
+    let mut word = String::new();
+    for (index, &c) in chars.iter().enumerate() {
+        if c == '_' {
+            words.push(std::mem::take(&mut word));
+            continue;
+        }
+        let previous = index.checked_sub(1).map(|i| chars[i]);
+        let next = chars.get(index + 1).copied();
+        let boundary = previous.is_some_and(|p| {
+            (p.is_lowercase() && c.is_uppercase())
+                || (p.is_alphabetic() && c.is_numeric())
+                || (p.is_numeric() && c.is_alphabetic())
+                || (p.is_uppercase() && c.is_uppercase() && next.is_some_and(char::is_lowercase))
+        });
+        if boundary {
+            words.push(std::mem::take(&mut word));
+        }
+        word.push(c);
+    }
+    words.push(word);
+    words.retain(|word| !word.is_empty());
+    words
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The rules' output with whitespace collapsed, as `clean_text` finishes it.
+    fn all(text: &str) -> String {
+        without(text, None)
+    }
+
+    fn without(text: &str, rule: Option<CleaningRule>) -> String {
+        apply(text, rule)
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    #[test]
+    fn emoticons_become_emoji() {
+        assert_eq!(
+            all("my flight got cancelled :("),
+            "my flight got cancelled 🙁"
+        );
+        assert_eq!(all("great:)"), "great 🙂");
+        assert_eq!(all("love u <333"), "love u ❤️");
+        assert_eq!(all("xD that was fun"), "😆 that was fun");
+        assert_eq!(all("nope :'( !"), "nope 😢 !");
+        assert_eq!(all("meh ¯\\_(ツ)_/¯"), "meh 🤷");
+        assert_eq!(all("ok :-/"), "ok 😕");
+        assert_eq!(all(":D:D"), "😃 😃");
+        assert_eq!(all("-_- again"), "😑 again");
+    }
+
+    #[test]
+    fn emoticon_lookalikes_stay() {
+        for text in [
+            "meet at 10:30)",
+            "see C:/Users/me",
+            "the ratio is 3:2",
+            "ToDo list",
+            "a^b^c",
+            "xDebug is on",
+            "Plan D: leave",
+            "(see note)",
+            "f(x)=(y)",
+            "price:$5",
+        ] {
+            assert_eq!(all(text), text, "{text}");
+        }
+    }
+
+    #[test]
+    fn laughter_becomes_one_emoji() {
+        for word in [
+            "lol",
+            "LOL",
+            "lolol",
+            "loool",
+            "lolz",
+            "lmao",
+            "LMAOOOO",
+            "lmfao",
+            "haha",
+            "hahahaha",
+            "ahahah",
+            "ahah",
+            "hehe",
+            "jajaja",
+            "jejeje",
+            "kkkkk",
+            "хахаха",
+            "rofl",
+            "ㅋㅋㅋ",
+            "Hahahahaaaa",
+        ] {
+            assert_eq!(all(&format!("{word}!")), "😂 !", "{word}");
+        }
+        for word in [
+            "hola", "ha", "aha", "lola", "kk", "jam", "hahn", "jaguar", "hello",
+        ] {
+            assert_eq!(all(word), word, "{word}");
+        }
+    }
+
+    #[test]
+    fn stretched_letters_are_kept_twice() {
+        assert_eq!(all("soooo gooood"), "soo good");
+        assert_eq!(all("NOOOOO!!!!"), "NOO!!!!");
+        assert_eq!(all("cost 1000 dollars..."), "cost 1000 dollars...");
+        assert_eq!(all("good book"), "good book");
+    }
+
+    #[test]
+    fn camel_case_hashtags_are_split() {
+        assert_eq!(all("#CareerFail today"), "career fail today");
+        assert_eq!(all("so #NYCMarathon2024"), "so nyc marathon 2024");
+        assert_eq!(all("#long_day"), "long day");
+        assert_eq!(all("#fail #NYC"), "#fail #NYC");
+        assert_eq!(all("C# and a#b"), "C# and a#b");
+        assert_eq!(all("#ÉtéIndien"), "été indien");
+    }
+
+    #[test]
+    fn one_rule_can_be_left_out() {
+        let text = "#EpicFail soooo bad :( lol";
+        assert_eq!(all(text), "epic fail soo bad 🙁 😂");
+        let cases = [
+            (CleaningRule::Emoticons, "epic fail soo bad :( 😂"),
+            (CleaningRule::Laughter, "epic fail soo bad 🙁 lol"),
+            (CleaningRule::Elongation, "epic fail soooo bad 🙁 😂"),
+            (CleaningRule::Hashtags, "#EpicFail soo bad 🙁 😂"),
+        ];
+        for (rule, expected) in cases {
+            assert_eq!(without(text, Some(rule)), expected, "{rule:?}");
+        }
+        assert_eq!("Laughter".parse(), Ok(CleaningRule::Laughter));
+        assert!("smileys".parse::<CleaningRule>().is_err());
+    }
+}
