@@ -13,6 +13,9 @@ pub struct Labelled {
     pub text: String,
     /// One label (single-label) or any number (multi-label).
     pub labels: Vec<String>,
+    /// The example's value in the group column, when one is read (`tweetclf eval
+    /// --group-column`: a capability, a source).
+    pub group: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +59,7 @@ impl ColumnArgs {
             text: self.text_column.clone(),
             label: self.label_column.clone(),
             flags: self.label_columns.clone(),
+            group: None,
         }
     }
 }
@@ -66,6 +70,8 @@ pub struct Columns {
     pub label: String,
     /// When not empty: multi-label, one yes/no column per label.
     pub flags: Vec<String>,
+    /// A column every example must fill, read into [`Labelled::group`].
+    pub group: Option<String>,
 }
 
 impl Default for Columns {
@@ -74,6 +80,7 @@ impl Default for Columns {
             text: "text".to_owned(),
             label: "label".to_owned(),
             flags: Vec::new(),
+            group: None,
         }
     }
 }
@@ -174,7 +181,22 @@ fn read_json_lines(path: &Path, columns: &Columns) -> anyhow::Result<LabelledSet
             })
             .map_err(|message| anyhow::anyhow!("{}: {message}", at()))?
         };
-        set.examples.push(Labelled { text, labels });
+        let group = match &columns.group {
+            None => None,
+            Some(name) => Some(
+                value[name]
+                    .as_str()
+                    .filter(|group| !group.trim().is_empty())
+                    .with_context(|| format!("{}: no string `{name}`", at()))?
+                    .trim()
+                    .to_owned(),
+            ),
+        };
+        set.examples.push(Labelled {
+            text,
+            labels,
+            group,
+        });
     }
     Ok(set)
 }
@@ -208,6 +230,7 @@ fn read_delimited(path: &Path, delimiter: u8, columns: &Columns) -> anyhow::Resu
         .iter()
         .map(|name| Ok((name.clone(), column(name)?)))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let group_column = columns.group.as_deref().map(column).transpose()?;
     let mut examples = Vec::new();
     for (index, record) in reader.records().enumerate() {
         let at = || format!("{} record {}", path.display(), index + 1);
@@ -229,9 +252,24 @@ fn read_delimited(path: &Path, delimiter: u8, columns: &Columns) -> anyhow::Resu
             })
             .map_err(|message| anyhow::anyhow!("{}: {message}", at()))?,
         };
+        let group = match group_column {
+            None => None,
+            Some(position) => {
+                let group = record.get(position).unwrap_or_default().trim();
+                if group.is_empty() {
+                    bail!(
+                        "{}: empty `{}`",
+                        at(),
+                        columns.group.as_deref().unwrap_or_default()
+                    );
+                }
+                Some(group.to_owned())
+            }
+        };
         examples.push(Labelled {
             text: record.get(text_column).unwrap_or_default().to_owned(),
             labels,
+            group,
         });
     }
     Ok(LabelledSet {
@@ -262,7 +300,7 @@ mod tests {
         let named = Columns {
             text: "body".to_owned(),
             label: "mood".to_owned(),
-            flags: Vec::new(),
+            ..Columns::default()
         };
         let from_tsv = read(&tsv, &named).expect("tsv");
         assert_eq!(from_jsonl, from_tsv);
@@ -287,6 +325,31 @@ mod tests {
         assert!(from_list.multi_label && from_columns.multi_label);
         assert_eq!(from_list.examples, from_columns.examples);
         assert!(from_columns.examples[1].labels.is_empty());
+    }
+
+    #[test]
+    fn a_group_column_is_read_when_asked_for_and_must_be_filled() {
+        let grouped = Columns {
+            group: Some("capability".to_owned()),
+            ..Columns::default()
+        };
+        let (_dir, jsonl) = file(
+            "a.jsonl",
+            "{\"text\": \"a\", \"label\": \"x\", \"capability\": \"negation\"}\n",
+        );
+        let (_dir2, csv) = file("b.csv", "text,label,capability\na,x,negation\n");
+        for path in [&jsonl, &csv] {
+            let set = read(path, &grouped).expect("grouped");
+            assert_eq!(set.examples[0].group.as_deref(), Some("negation"));
+            let set = read(path, &Columns::default()).expect("ungrouped");
+            assert_eq!(set.examples[0].group, None);
+        }
+        let (_dir3, jsonl) = file("c.jsonl", "{\"text\": \"a\", \"label\": \"x\"}\n");
+        let (_dir4, csv) = file("d.csv", "text,label,capability\na,x,\n");
+        for path in [&jsonl, &csv] {
+            let error = read(path, &grouped).expect_err("no group");
+            assert!(error.to_string().contains("`capability`"), "{error}");
+        }
     }
 
     #[test]

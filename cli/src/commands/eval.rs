@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use classifier::evaluate::{
-    BinaryAccuracy, Evaluation, Judged, Target, ThresholdPoint, ThresholdSweep, binary_accuracy,
-    evaluate, sweep,
+    BinaryAccuracy, Evaluation, GroupEvaluation, Judged, Target, ThresholdPoint, ThresholdSweep,
+    binary_accuracy, evaluate, evaluate_groups, sweep,
 };
 use classifier::model_dir::LABELS_FILE;
 use classifier::{Classifier, LabelsFile, ProblemType};
@@ -52,6 +52,10 @@ pub struct EvalArgs {
     /// (e.g. `negative,positive` on a three-class sentiment set).
     #[arg(long, value_delimiter = ',', num_args = 1)]
     pub binary: Option<Vec<String>>,
+    /// Also report failures and macro-F1 per value of this column (a capability suite's
+    /// `capability`, a data set's `source`); every example must have one.
+    #[arg(long)]
+    pub group_column: Option<String>,
     /// Worker threads (default: every core).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -64,6 +68,7 @@ struct Report<'a> {
     input: String,
     evaluation: &'a Evaluation,
     binary: Option<&'a BinaryAccuracy>,
+    groups: Option<&'a [GroupEvaluation]>,
     sweep: Option<&'a ThresholdSweep>,
     suggestion: Option<Suggestion<'a>>,
 }
@@ -108,7 +113,11 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
             );
         }
     }
-    let set = labelled::read(&args.input, &args.columns.columns())?;
+    let columns = labelled::Columns {
+        group: args.group_column.clone(),
+        ..args.columns.columns()
+    };
+    let set = labelled::read(&args.input, &columns)?;
     if set.multi_label && model.problem_type == ProblemType::SingleLabel {
         bail!(
             "{}: the data has several labels per text, but {} is a single-label model",
@@ -117,9 +126,17 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
         );
     }
 
+    let groups: Option<Vec<String>> = set
+        .examples
+        .iter()
+        .map(|example| example.group.clone())
+        .collect();
     let judged = judge(&classifier, set)?;
     let evaluation = evaluate(&model.labels, model.problem_type, &judged)
         .with_context(|| format!("evaluating on {}", args.input.display()))?;
+    let groups = groups
+        .map(|groups| evaluate_groups(&model.labels, model.problem_type, &judged, &groups))
+        .transpose()?;
     let binary = binary_labels
         .map(|labels| binary_accuracy(&judged, labels))
         .transpose()?;
@@ -147,6 +164,7 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
             input: args.input.display().to_string(),
             evaluation: &evaluation,
             binary: binary.as_ref(),
+            groups: groups.as_deref(),
             sweep: sweep.as_ref(),
             suggestion: sweep.as_ref().zip(target).zip(suggested).map(
                 |((sweep, target), point)| Suggestion {
@@ -202,6 +220,17 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
             stdout,
             "binary ({} vs {}) on {} examples: accuracy {:.4}",
             binary.labels[0], binary.labels[1], binary.examples, binary.accuracy
+        )?;
+    }
+    for group in groups.iter().flatten() {
+        writeln!(
+            stdout,
+            "  {}: {} examples, {} failures ({:.1}%), macro-F1 {:.4}",
+            group.group,
+            group.examples,
+            group.failures,
+            group.failure_rate * 100.0,
+            group.macro_f1
         )?;
     }
     if let Some(suggestion) = &report.suggestion {
@@ -337,6 +366,23 @@ fn markdown(report: &Report, plots: &[(&str, &str)]) -> String {
             percent(metrics.recall),
             percent(metrics.f1)
         );
+    }
+    if let Some(groups) = report.groups {
+        let _ = writeln!(
+            out,
+            "\n## Per group\n\n| group | examples | failures | failure rate | macro-F1 |\n|---|---|---|---|---|"
+        );
+        for group in groups {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} |",
+                group.group,
+                group.examples,
+                group.failures,
+                percent(group.failure_rate),
+                percent(group.macro_f1)
+            );
+        }
     }
     if let Some(confusion) = &evaluation.confusion {
         let _ = writeln!(

@@ -36,6 +36,8 @@ pub struct Evaluation {
     pub examples: usize,
     pub problem_type: ProblemType,
     pub labels: Vec<String>,
+    /// Examples given exactly their true label(s).
+    pub correct: usize,
     /// Single-label: share of examples given their true label. Multi-label: share whose
     /// predicted label set is exactly the true set.
     pub accuracy: f64,
@@ -160,12 +162,64 @@ pub fn evaluate(
         examples: judged.len(),
         problem_type,
         labels: labels.to_vec(),
+        correct: exact,
         accuracy: ratio(exact, judged.len()),
         macro_f1: per_label.iter().map(|metrics| metrics.f1).sum::<f64>() / labels.len() as f64,
         micro_f1: f1(pooled_precision, pooled_recall),
         per_label,
         confusion: (problem_type == ProblemType::SingleLabel).then_some(confusion),
     })
+}
+
+/// The figures of the examples that share one value of a group column: a capability of a
+/// test suite (CheckList's failure rate per capability), a data source.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GroupEvaluation {
+    pub group: String,
+    pub examples: usize,
+    /// Examples whose decision is wrong (multi-label: whose label set is not exactly right).
+    pub failures: usize,
+    pub failure_rate: f64,
+    /// Mean F1 over the labels the group holds or was given (scikit-learn's default): a group
+    /// of one label is not marked down for labels it cannot have.
+    pub macro_f1: f64,
+}
+
+/// [`evaluate`] within each group, groups in order of first appearance. `groups[i]` is the
+/// group of `judged[i]`.
+pub fn evaluate_groups(
+    labels: &[String],
+    problem_type: ProblemType,
+    judged: &[Judged],
+    groups: &[String],
+) -> Result<Vec<GroupEvaluation>, EvaluationError> {
+    let mut members: Vec<(&str, Vec<Judged>)> = Vec::new();
+    for (example, group) in judged.iter().zip(groups) {
+        match members.iter_mut().find(|(name, _)| name == group) {
+            Some((_, examples)) => examples.push(example.clone()),
+            None => members.push((group, vec![example.clone()])),
+        }
+    }
+    members
+        .into_iter()
+        .map(|(group, examples)| {
+            let evaluation = evaluate(labels, problem_type, &examples)?;
+            let present: Vec<f64> = evaluation
+                .per_label
+                .iter()
+                .filter(|metrics| metrics.support > 0 || metrics.predicted > 0)
+                .map(|metrics| metrics.f1)
+                .collect();
+            let failures = examples.len() - evaluation.correct;
+            Ok(GroupEvaluation {
+                group: group.to_owned(),
+                examples: examples.len(),
+                failures,
+                failure_rate: ratio(failures, examples.len()),
+                macro_f1: present.iter().sum::<f64>() / present.len().max(1) as f64,
+            })
+        })
+        .collect()
 }
 
 /// Accuracy on the examples whose true label is one of two (e.g. negative vs positive in a
@@ -349,6 +403,26 @@ mod tests {
             judged("positive", "positive", [0.1, 0.1, 0.8]),
             judged("positive", "neutral", [0.1, 0.5, 0.4]),
         ]
+    }
+
+    #[test]
+    fn groups_are_evaluated_apart_in_order_of_first_appearance() {
+        let groups = ["b", "a", "a", "b", "b", "a", "a"].map(str::to_owned);
+        let evaluations =
+            evaluate_groups(&labels(), ProblemType::SingleLabel, &sample(), &groups).expect("ok");
+        let names: Vec<&str> = evaluations.iter().map(|e| e.group.as_str()).collect();
+        assert_eq!(names, ["b", "a"]);
+        // b: right, wrong (neutral→negative), right. a: right, wrong, right, wrong.
+        assert_eq!((evaluations[0].examples, evaluations[0].failures), (3, 1));
+        assert_eq!((evaluations[1].examples, evaluations[1].failures), (4, 2));
+        assert!((evaluations[1].failure_rate - 0.5).abs() < 1e-12);
+        // b holds negative and neutral only, and was never told positive: negative F1 2/3
+        // (P 1/2, R 1), neutral F1 2/3 (P 1, R 1/2); positive does not count.
+        assert!(
+            (evaluations[0].macro_f1 - 2.0 / 3.0).abs() < 1e-12,
+            "{:?}",
+            evaluations[0]
+        );
     }
 
     #[test]
