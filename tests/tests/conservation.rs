@@ -87,6 +87,12 @@ fn check_conserved(
 ) {
     assert!(report.is_conserved(), "{}: {report:?}", path.display());
     assert_eq!(report.kept, tweets.len() as u64, "{}", path.display());
+    let mut by_language: BTreeMap<String, u64> = BTreeMap::new();
+    for tweet in tweets {
+        let language = tweet.lang.clone().unwrap_or_else(|| "und".to_owned());
+        *by_language.entry(language).or_default() += 1;
+    }
+    assert_eq!(report.kept_by_language, by_language, "{}", path.display());
     assert_eq!(
         report.rejected,
         rejections.len() as u64,

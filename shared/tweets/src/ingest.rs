@@ -2,6 +2,7 @@
 //! `records_in == kept + Σ filtered + rejected`. Storage-agnostic: callers bring a reader
 //! and two writers.
 
+use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 
 use serde::{Deserialize, Serialize};
@@ -17,6 +18,10 @@ use crate::schema::{SourceRef, Tweet};
 /// locate the whole of it.
 const MAX_RAW_IN_REJECTION: usize = 64 * 1024;
 
+/// The language a tweet is counted under when neither Twitter nor the detector knew it
+/// (Twitter's own code for it).
+const UNKNOWN_LANGUAGE: &str = "und";
+
 /// Everything that decides how an object is read, cleaned and filtered.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IngestOptions {
@@ -30,6 +35,9 @@ pub struct IngestOptions {
 pub struct Report {
     pub records_in: u64,
     pub kept: u64,
+    /// Kept tweets per language (ISO 639-1 as given or detected; `und` when unknown).
+    #[serde(default)]
+    pub kept_by_language: BTreeMap<String, u64>,
     pub filtered: FilteredCounts,
     pub rejected: u64,
     pub compression: Compression,
@@ -54,6 +62,9 @@ impl Report {
     pub fn absorb(&mut self, other: &Report) {
         self.records_in += other.records_in;
         self.kept += other.kept;
+        for (language, count) in &other.kept_by_language {
+            *self.kept_by_language.entry(language.clone()).or_default() += count;
+        }
         self.rejected += other.rejected;
         for (reason, count) in &other.filtered {
             *self.filtered.entry(*reason).or_default() += count;
@@ -254,6 +265,12 @@ impl<K: Write, J: Write> Run<'_, K, J> {
             None => {
                 write_json_line(self.kept_out, &tweet, "clean tweets")?;
                 self.report.kept += 1;
+                let language = tweet.lang.as_deref().unwrap_or(UNKNOWN_LANGUAGE);
+                *self
+                    .report
+                    .kept_by_language
+                    .entry(language.to_owned())
+                    .or_default() += 1;
             }
         }
         Ok(())
