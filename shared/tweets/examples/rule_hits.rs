@@ -23,7 +23,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for line in std::io::stdin().lock().lines() {
         let line = line?;
         let value: serde_json::Value = serde_json::from_str(&line)?;
-        let text = value["text"].as_str().ok_or("a line without a string `text`")?;
+        let text = value["text"]
+            .as_str()
+            .ok_or("a line without a string `text`")?;
         if clean_text(text, &full) != clean_text(text, &without) {
             writeln!(out, "{line}")?;
         }

@@ -203,26 +203,30 @@ fn glues(previous: Option<char>) -> bool {
 /// A letter repeated three times or more is kept twice (`soooo` → `soo`, `NOOOO` → `NOO`).
 /// Digits and punctuation keep their runs (`1000`, `...`).
 fn shorten_elongations(text: &str) -> Cow<'_, str> {
-    let mut out = String::with_capacity(text.len());
-    let mut run: Option<(char, usize)> = None;
-    let mut changed = false;
-    for c in text.chars() {
-        let count = match run {
-            Some((last, count)) if last == c => count + 1,
-            _ => 1,
-        };
-        run = Some((c, count));
-        if count > 2 && c.is_alphabetic() {
-            changed = true;
+    WORD.replace_all(text, |word: &regex::Captures<'_>| shorten_word(&word[0]))
+}
+
+/// A word made of one letter only (`AAA`, `III`, `zzz`) is an acronym, a numeral or a sound,
+/// and stays as it is.
+fn shorten_word(word: &str) -> String {
+    let mut chars = word.chars();
+    let first = chars.next();
+    if chars.all(|c| Some(c) == first) {
+        return word.to_owned();
+    }
+    let mut out = String::with_capacity(word.len());
+    let mut run: (Option<char>, usize) = (None, 0);
+    for c in word.chars() {
+        run = if run.0 == Some(c) {
+            (run.0, run.1 + 1)
         } else {
+            (Some(c), 1)
+        };
+        if run.1 <= 2 {
             out.push(c);
         }
     }
-    if changed {
-        Cow::Owned(out)
-    } else {
-        Cow::Borrowed(text)
-    }
+    out
 }
 
 /// Words that are laughter, in the spellings of the languages our users tweet in. Matched
@@ -387,6 +391,7 @@ mod tests {
         assert_eq!(all("NOOOOO!!!!"), "NOO!!!!");
         assert_eq!(all("cost 1000 dollars..."), "cost 1000 dollars...");
         assert_eq!(all("good book"), "good book");
+        assert_eq!(all("AAA game, part III zzz"), "AAA game, part III zzz");
     }
 
     #[test]
