@@ -116,7 +116,7 @@ pub struct TrainArgs {
     /// The text cleaning the model is trained with, and served with ever after.
     #[arg(long, default_value_t = CleaningVersion::LATEST)]
     pub cleaning: CleaningVersion,
-    /// Leave one clean-v2 rule out (emoticons, laughter, elongation, hashtags), to measure
+    /// Leave one clean-v2 rule out (emoticons, elongation, hashtags), to measure
     /// what it buys; the model records it.
     #[arg(long)]
     pub leave_out_rule: Option<CleaningRule>,

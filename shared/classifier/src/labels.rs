@@ -295,7 +295,7 @@ pub(crate) mod tests {
 
         let mut labels = sample();
         labels.preprocessing.cleaning_version = CleaningVersion::V1;
-        labels.preprocessing.cleaning_left_out = Some(CleaningRule::Laughter);
+        labels.preprocessing.cleaning_left_out = Some(CleaningRule::Emoticons);
         assert_eq!(field_of(&labels), "preprocessing.cleaning_left_out");
 
         let mut labels = sample();

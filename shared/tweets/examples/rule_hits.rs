@@ -3,7 +3,7 @@
 //! out. The model report evaluates each rule's models on just those lines, where the rule can
 //! make a difference.
 //!
-//!     cargo run -p tweets --example rule_hits -- laughter < data/sentiment/valid.jsonl
+//!     cargo run -p tweets --example rule_hits -- emoticons < data/sentiment/valid.jsonl
 
 use std::io::{BufRead, Write};
 

@@ -1,7 +1,12 @@
 //! The rules `clean-v2` adds: the ways tweets express feeling outside words reach the model in
-//! a form it has read before. Emoticons, kaomoji and laughter become the emoji they stand for
-//! (the emoji mode then treats them like any emoji), letters stretched for emphasis are
-//! shortened, and CamelCase hashtags are split into their words.
+//! a form it has read before. Emoticons and kaomoji become the emoji they stand for (the emoji
+//! mode then treats them like any emoji), letters stretched for emphasis are shortened, and
+//! CamelCase hashtags are split into their words.
+//!
+//! Laughter (`lol`, `hahaha`, `jajaja` → 😂) was tried as a fourth rule and dropped: on the
+//! validation tweets it changed, models trained with it were right 62 % of the time against
+//! 72 % without it (the base encoder reads `lol` as written; "face with tears of joy" probably
+//! hides the irony laughter often carries). See docs/sentiment-recipe.md.
 
 use std::borrow::Cow;
 use std::sync::LazyLock;
@@ -15,8 +20,6 @@ use serde::{Deserialize, Serialize};
 pub enum CleaningRule {
     /// `:)` → 🙂, `:'(` → 😢, `<3` → ❤️, `¯\_(ツ)_/¯` → 🤷 …
     Emoticons,
-    /// `lol`, `hahaha`, `lmaooo`, `jajaja`, `kkkk` … → 😂
-    Laughter,
     /// `soooo` → `soo`: a letter repeated three times or more is kept twice.
     Elongation,
     /// `#CareerFail` → `career fail`.
@@ -24,19 +27,15 @@ pub enum CleaningRule {
 }
 
 impl CleaningRule {
-    pub const ALL: [Self; 4] = [
-        Self::Emoticons,
-        Self::Laughter,
-        Self::Elongation,
-        Self::Hashtags,
-    ];
+    /// In the order they apply: hashtags first (they may hold stretched letters), emoticons
+    /// before elongation (`:DDD` is one emoticon).
+    pub const ALL: [Self; 3] = [Self::Hashtags, Self::Emoticons, Self::Elongation];
 
     fn apply(self, text: &str) -> Cow<'_, str> {
         match self {
             Self::Hashtags => split_hashtags(text),
             Self::Emoticons => replace_emoticons(text),
             Self::Elongation => shorten_elongations(text),
-            Self::Laughter => replace_laughter(text),
         }
     }
 }
@@ -49,24 +48,15 @@ impl std::str::FromStr for CleaningRule {
             .find(|rule| format!("{rule:?}").eq_ignore_ascii_case(value.trim()))
             .ok_or_else(|| {
                 format!(
-                    "unknown cleaning rule `{value}` (expected emoticons, laughter, elongation \
-                     or hashtags)"
+                    "unknown cleaning rule `{value}` (expected emoticons, elongation or hashtags)"
                 )
             })
     }
 }
 
-/// Applies every rule but `left_out`, in the order that lets each see the previous one's
-/// output: hashtags first (they may hold stretched letters), emoticons and laughter before
-/// elongation (`:DDD` is one emoticon, `kkkkk` is laughter, not `kk`).
+/// Applies every rule but `left_out`, in the order of [`CleaningRule::ALL`].
 pub(crate) fn apply(text: &str, left_out: Option<CleaningRule>) -> String {
-    const ORDER: [CleaningRule; 4] = [
-        CleaningRule::Hashtags,
-        CleaningRule::Emoticons,
-        CleaningRule::Laughter,
-        CleaningRule::Elongation,
-    ];
-    ORDER
+    CleaningRule::ALL
         .into_iter()
         .filter(|rule| Some(*rule) != left_out)
         .fold(text.to_owned(), |text, rule| rule.apply(&text).into_owned())
@@ -200,6 +190,8 @@ fn glues(previous: Option<char>) -> bool {
     previous.is_some_and(|c| c.is_alphabetic() || c.is_ascii_punctuation() && c != ':')
 }
 
+static WORD: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\p{L}+").expect("static regex"));
+
 /// A letter repeated three times or more is kept twice (`soooo` → `soo`, `NOOOO` → `NOO`).
 /// Digits and punctuation keep their runs (`1000`, `...`).
 fn shorten_elongations(text: &str) -> Cow<'_, str> {
@@ -227,33 +219,6 @@ fn shorten_word(word: &str) -> String {
         }
     }
     out
-}
-
-/// Words that are laughter, in the spellings of the languages our users tweet in. Matched
-/// against whole words, lowercased; stretched forms (`loooool`, `hahahaaa`) included.
-static LAUGHTER: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(concat!(
-        r"^(?:",
-        r"a*(?:h+a+){2,}h*|a+h+a+h+|(?:h+e+){2,}h*|(?:h+i+){2,}h*", // haha, ahah, hehe, hihi
-        r"|a*(?:j+a+){2,}j*|(?:j+e+){2,}j*|(?:j+i+){2,}j*|(?:js){2,}j?", // jaja, jeje, jsjs
-        r"|k{4,}|(?:rs){2,}|а*(?:х+а+){2,}х*|(?:x+a+){2,}",         // kkkk, rsrs, хаха
-        r"|l+o+l+(?:o+l+)*z?|lm+f*a+o+|rofl+|roflmao|lulz|mdr+|ㅋ{2,}|ㅎ{2,}",
-        r")$"
-    ))
-    .expect("static regex")
-});
-static WORD: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\p{L}+").expect("static regex"));
-
-/// Whole words of laughter → 😂.
-fn replace_laughter(text: &str) -> Cow<'_, str> {
-    WORD.replace_all(text, |word: &regex::Captures<'_>| {
-        let word = &word[0];
-        if LAUGHTER.is_match(&word.to_lowercase()) {
-            " 😂 ".to_owned()
-        } else {
-            word.to_owned()
-        }
-    })
 }
 
 /// A hashtag: `#` not glued to a word (`C#`, `a#b` stay), then letters, digits, `_`.
@@ -353,36 +318,10 @@ mod tests {
     }
 
     #[test]
-    fn laughter_becomes_one_emoji() {
-        for word in [
-            "lol",
-            "LOL",
-            "lolol",
-            "loool",
-            "lolz",
-            "lmao",
-            "LMAOOOO",
-            "lmfao",
-            "haha",
-            "hahahaha",
-            "ahahah",
-            "ahah",
-            "hehe",
-            "jajaja",
-            "jejeje",
-            "kkkkk",
-            "хахаха",
-            "rofl",
-            "ㅋㅋㅋ",
-            "Hahahahaaaa",
-        ] {
-            assert_eq!(all(&format!("{word}!")), "😂 !", "{word}");
-        }
-        for word in [
-            "hola", "ha", "aha", "lola", "kk", "jam", "hahn", "jaguar", "hello",
-        ] {
-            assert_eq!(all(word), word, "{word}");
-        }
+    fn laughter_stays_as_written_but_shortened() {
+        assert_eq!(all("lol"), "lol");
+        assert_eq!(all("LMAOOOO jajajaja kkkkk"), "LMAOO jajajaja kkkkk");
+        assert_eq!(all("hahahaaaa"), "hahahaa");
     }
 
     #[test]
@@ -407,17 +346,17 @@ mod tests {
     #[test]
     fn one_rule_can_be_left_out() {
         let text = "#EpicFail soooo bad :( lol";
-        assert_eq!(all(text), "epic fail soo bad 🙁 😂");
+        assert_eq!(all(text), "epic fail soo bad 🙁 lol");
         let cases = [
-            (CleaningRule::Emoticons, "epic fail soo bad :( 😂"),
-            (CleaningRule::Laughter, "epic fail soo bad 🙁 lol"),
-            (CleaningRule::Elongation, "epic fail soooo bad 🙁 😂"),
-            (CleaningRule::Hashtags, "#EpicFail soo bad 🙁 😂"),
+            (CleaningRule::Emoticons, "epic fail soo bad :( lol"),
+            (CleaningRule::Elongation, "epic fail soooo bad 🙁 lol"),
+            (CleaningRule::Hashtags, "#EpicFail soo bad 🙁 lol"),
         ];
         for (rule, expected) in cases {
             assert_eq!(without(text, Some(rule)), expected, "{rule:?}");
         }
-        assert_eq!("Laughter".parse(), Ok(CleaningRule::Laughter));
+        assert_eq!("Hashtags".parse(), Ok(CleaningRule::Hashtags));
+        assert!("laughter".parse::<CleaningRule>().is_err());
         assert!("smileys".parse::<CleaningRule>().is_err());
     }
 }
