@@ -90,9 +90,12 @@ def main():
                "set (data/sentiment/valid.jsonl: 8,700 tweets, 786 of them from the four "
                "training airlines). The held-out test airlines are not used here. Training "
                "times are wall times on the 2-core machine, some of them shared with builds.\n")
-    out.append("These runs used the draft of clean-v2 that had a fourth rule, laughter (`lol`, "
+    out.append("These runs used drafts of clean-v2. The drafts had a fourth rule, laughter (`lol`, "
                "`hahaha`, `jajaja` → 😂): every clean-v2 run below applies it unless it says "
-               "*without laughter*. The rule was dropped on this evidence (its column below).\n")
+               "*without laughter*, and the rule was dropped on this evidence (its column "
+               "below). They also came before two refinements that touch few tweets: a word of "
+               "one repeated letter (`AAA`) keeps its letters, and an emoticon may be followed "
+               "directly by an emoji.\n")
     out.append("## Recipes\n")
     out.append("| run | validation accuracy | validation macro-F1 | airline-validation accuracy "
                "| airline-validation macro-F1 | training time |")

@@ -140,10 +140,15 @@ const EMOTICONS: &[(&str, &str)] = &[
 
 /// Replaces emoticons standing apart from words. One that starts with a letter or a bracket
 /// (`xD`, `T_T`, `(:`) must follow a space; one that starts with `:`, `;`, `=`, `<` or `>`
-/// may be glued to a word (`great:)`). After it may come only a space, the end or punctuation
-/// other than `/` (so `C:/Users` and `D:\` stay as they are).
+/// may be glued to a word (`great:)`). After it may come anything but a letter, a digit or
+/// `/` (so `C:/Users` and `xDebug` stay as they are).
 fn replace_emoticons(text: &str) -> Cow<'_, str> {
-    if !text.contains(|c: char| ":;=<>^-_TtoOxX(¯ಠ".contains(c)) {
+    let may_start = |c: char| {
+        EMOTICONS
+            .iter()
+            .any(|(emoticon, _)| emoticon.starts_with(c))
+    };
+    if !text.contains(may_start) {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 8);
@@ -179,7 +184,7 @@ fn emoticon_at(text: &str, previous: Option<char>) -> Option<(&'static str, usiz
             .count();
         let len = emoticon.len() + repeats * last.len_utf8();
         let next = text[len..].chars().next();
-        let apart = next.is_none_or(|c| c.is_whitespace() || c.is_ascii_punctuation() && c != '/');
+        let apart = next.is_none_or(|c| !c.is_alphanumeric() && c != '/');
         apart.then_some((*emoji, len))
     })
 }
@@ -297,6 +302,7 @@ mod tests {
         assert_eq!(all("ok :-/"), "ok 😕");
         assert_eq!(all(":D:D"), "😃 😃");
         assert_eq!(all("-_- again"), "😑 again");
+        assert_eq!(all("so good :)😀"), "so good 🙂 😀");
     }
 
     #[test]
