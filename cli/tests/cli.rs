@@ -349,6 +349,7 @@ fn train_writes_a_model_directory_that_classify_loads() {
     assert!(stdout.contains("trained mood (2 labels"), "{stdout}");
     let labels = read_labels(&out);
     assert_eq!(labels["labels"], serde_json::json!(["happy", "unhappy"]));
+    assert_eq!(labels["preprocessing"]["cleaning_version"], "clean-v2");
     // Lambda reads the packaged model as a user that does not own it.
     let mode = std::os::unix::fs::PermissionsExt::mode(
         &std::fs::metadata(out.join("model.safetensors"))
@@ -538,6 +539,35 @@ fn train_refuses_validation_labels_it_never_saw() {
     );
 }
 
+#[test]
+fn train_refuses_a_rule_left_out_of_clean_v1_before_any_work() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let train = mood_data(data.path());
+    let (output, _, stderr) = run(&mut tweetclf(&[
+        "train",
+        "--train",
+        train.to_str().expect("UTF-8"),
+        "--valid",
+        train.to_str().expect("UTF-8"),
+        "--base",
+        "models/sentiment",
+        "--out",
+        data.path().join("model").to_str().expect("UTF-8"),
+        "--name",
+        "x",
+        "--cleaning",
+        "clean-v1",
+        "--leave-out-rule",
+        "emoticons",
+    ]));
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("clean-v1 has no rules to leave out"),
+        "{stderr}"
+    );
+    assert!(!data.path().join("model").exists());
+}
+
 /// A copy of the bundled model, so a test may rewrite its labels.json.
 fn bundled_model_copy(dir: &Path) -> PathBuf {
     let copy = dir.join("model");
@@ -581,7 +611,11 @@ fn eval_writes_metrics_report_plots_and_a_suggested_threshold() {
     let data = dir.path().join("labelled.jsonl");
     let jsonl: String = SENTIMENT_EXAMPLES
         .iter()
-        .map(|(text, label)| format!("{{\"text\": \"{text}\", \"label\": \"{label}\"}}\n"))
+        .enumerate()
+        .map(|(index, (text, label))| {
+            let half = if index < 4 { "first" } else { "second" };
+            format!("{{\"text\": \"{text}\", \"label\": \"{label}\", \"half\": \"{half}\"}}\n")
+        })
         .collect();
     std::fs::write(&data, jsonl).expect("write");
     let out = dir.path().join("eval");
@@ -600,9 +634,12 @@ fn eval_writes_metrics_report_plots_and_a_suggested_threshold() {
         "--target-recall",
         "1.0",
         "--write-threshold",
+        "--group-column",
+        "half",
     ]));
     assert!(output.status.success(), "{stderr}");
     assert!(stdout.contains("on 8 examples"), "{stdout}");
+    assert!(stdout.contains("  first: 4 examples"), "{stdout}");
 
     let metrics = manifest(&out.join("metrics.json"));
     let evaluation = &metrics["evaluation"];
@@ -613,6 +650,15 @@ fn eval_writes_metrics_report_plots_and_a_suggested_threshold() {
     let diagonal: u64 = (0..3).map(|index| confusion[index][index]).sum();
     let accuracy = evaluation["accuracy"].as_f64().expect("accuracy");
     assert!((accuracy - diagonal as f64 / 8.0).abs() < 1e-9);
+    let groups = metrics["groups"].as_array().expect("groups");
+    let names: Vec<&str> = groups.iter().filter_map(|g| g["group"].as_str()).collect();
+    assert_eq!(names, ["first", "second"]);
+    let failures: u64 = groups.iter().filter_map(|g| g["failures"].as_u64()).sum();
+    assert_eq!(
+        failures,
+        8 - diagonal,
+        "the groups' failures are the wrong decisions"
+    );
     assert_eq!(metrics["binary"]["examples"], 7);
     let supports: Vec<u64> = evaluation["per_label"]
         .as_array()
@@ -634,6 +680,7 @@ fn eval_writes_metrics_report_plots_and_a_suggested_threshold() {
 
     let report = std::fs::read_to_string(out.join("report.md")).expect("report.md");
     assert!(report.contains("| negative | 4 |"), "{report}");
+    assert!(report.contains("## Per group"), "{report}");
     assert!(report.contains("![Confusion matrix, row shares](confusion.svg)"));
     for plot in ["confusion.svg", "threshold.svg"] {
         let svg = std::fs::read_to_string(out.join(plot)).expect("plot");

@@ -173,6 +173,9 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
         max_tokens: 128,
         text_prefix: recipe.text_prefix,
     };
+    preprocessing
+        .validate()
+        .context("--cleaning and --leave-out-rule")?;
     let pooling = recipe.pooling;
     let options = InferenceOptions {
         threads: args.threads,

@@ -103,6 +103,18 @@ pub struct Preprocessing {
 }
 
 impl Preprocessing {
+    /// Checks what serde cannot (training calls it before any work, loading through
+    /// [`LabelsFile::validate`]).
+    pub fn validate(&self) -> Result<(), LabelsError> {
+        if self.cleaning_left_out.is_some() && self.cleaning_version == CleaningVersion::V1 {
+            return Err(invalid(
+                "preprocessing.cleaning_left_out",
+                "clean-v1 has no rules to leave out",
+            ));
+        }
+        Ok(())
+    }
+
     /// How `tweets::clean_text` must run for this model.
     pub fn cleaning(&self) -> CleanConfig {
         CleanConfig {
@@ -207,14 +219,7 @@ impl LabelsFile {
                 ));
             }
         }
-        if self.preprocessing.cleaning_left_out.is_some()
-            && self.preprocessing.cleaning_version == CleaningVersion::V1
-        {
-            return Err(invalid(
-                "preprocessing.cleaning_left_out",
-                "clean-v1 has no rules to leave out",
-            ));
-        }
+        self.preprocessing.validate()?;
         if self.head.hidden_size == Some(0) {
             return Err(invalid("head.hidden_size", "must be positive when set"));
         }
