@@ -4,7 +4,9 @@ float32) from the same model directory the Rust classifier loads.
 
 Each text is encoded alone, so the Rust side — which batches texts end to end — is checked
 against an unbatched computation. The texts are the `clean_text` column of the fixture: the
-model's own cleaning is Rust code, and the Rust test checks it reproduces that column.
+model's own cleaning is Rust code, and the Rust test checks it reproduces that column; the
+model's `text_prefix` (E5's `query: `) goes in front, as the classifier does. 4-bit matrices
+are dequantized by ggml's Q4_0 formula (bench/reference_bench.py's `load_bert`).
 
     python bench/reference_logits.py --model models/sentiment \
         --texts tests/fixtures/parity/texts.jsonl --out tests/fixtures/parity/expected.json
@@ -19,6 +21,8 @@ import tokenizers
 import torch
 import transformers
 from safetensors.torch import load_file
+
+from reference_bench import load_bert
 
 
 def sha256(path: pathlib.Path) -> str:
@@ -41,9 +45,8 @@ def main() -> None:
     tokenizer = tokenizers.Tokenizer.from_file(str(args.model / "tokenizer.json"))
     tokenizer.no_padding()
     tokenizer.enable_truncation(labels["preprocessing"]["max_tokens"])
-    bert = transformers.BertModel.from_pretrained(
-        args.model, dtype=torch.float32, add_pooling_layer=False
-    ).eval()
+    bert = load_bert(args.model)
+    prefix = labels["preprocessing"].get("text_prefix") or ""
     weights = {k: v.float() for k, v in load_file(args.model / "model.safetensors").items() if k.startswith("classifier.")}
 
     def head(pooled: torch.Tensor) -> torch.Tensor:
@@ -55,7 +58,7 @@ def main() -> None:
     logits = []
     with torch.no_grad():
         for record in records:
-            ids = torch.tensor([tokenizer.encode(record["clean_text"]).ids])
+            ids = torch.tensor([tokenizer.encode(prefix + record["clean_text"]).ids])
             hidden = bert(input_ids=ids, attention_mask=torch.ones_like(ids), token_type_ids=torch.zeros_like(ids)).last_hidden_state
             pooled = hidden.mean(dim=1)
             pooled = pooled / pooled.norm(dim=-1, keepdim=True).clamp(min=1e-12)
