@@ -80,6 +80,9 @@ impl ReadObject for S3Bucket {
             .get_object()
             .bucket(&self.bucket)
             .key(key)
+            // Verifies the body against the checksum S3 stored with it, when it stored one: a
+            // body cut short in transit is an error, never a shorter object.
+            .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
             .send()
             .await
             .map_err(|error| match &error {
@@ -169,5 +172,67 @@ where
         key: key.to_owned(),
         retryable,
         source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_s3::config::{Credentials, Region};
+    use aws_smithy_http_client::test_util::{ReplayEvent, StaticReplayClient};
+    use aws_smithy_types::body::SdkBody;
+    use tokio::io::AsyncReadExt;
+
+    use super::*;
+
+    /// Two tweets as stored; S3 keeps their CRC32 (`iwiQ3w==`, base64 of the big-endian CRC).
+    const STORED: &[u8] =
+        b"{\"id_str\": \"1\", \"text\": \"hello\"}\n{\"id_str\": \"2\", \"text\": \"world\"}\n";
+    const STORED_CRC32: &str = "iwiQ3w==";
+
+    /// A bucket whose one GetObject answer is `body` with the stored object's checksum.
+    fn bucket_answering(body: &'static [u8]) -> (S3Bucket, StaticReplayClient) {
+        let response = http::Response::builder()
+            .status(200)
+            .header("content-length", body.len())
+            .header("x-amz-checksum-crc32", STORED_CRC32)
+            .body(SdkBody::from(body))
+            .expect("response");
+        let request = http::Request::builder()
+            .uri("https://tweets.s3.us-east-1.amazonaws.com/raw/x.json")
+            .body(SdkBody::empty())
+            .expect("request");
+        let http_client = StaticReplayClient::new(vec![ReplayEvent::new(request, response)]);
+        let config = aws_sdk_s3::Config::builder()
+            .behavior_version_latest()
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::for_tests())
+            .http_client(http_client.clone())
+            .build();
+        let bucket = S3Buckets::new(Client::from_conf(config)).bucket("tweets");
+        (bucket, http_client)
+    }
+
+    async fn read_all(bucket: &S3Bucket) -> std::io::Result<Vec<u8>> {
+        let mut body = bucket.get("raw/x.json").await.expect("GetObject answered");
+        let mut read = Vec::new();
+        body.reader.read_to_end(&mut read).await.map(|_| read)
+    }
+
+    #[tokio::test]
+    async fn an_object_cut_short_in_transit_fails_its_checksum() {
+        let (bucket, http_client) = bucket_answering(&STORED[..40]);
+        let error = read_all(&bucket)
+            .await
+            .expect_err("a short body is not the object");
+        let chain = format!("{error:?}").to_lowercase();
+        assert!(chain.contains("checksum"), "{chain}");
+        let sent = http_client.actual_requests().next().expect("one request");
+        assert_eq!(sent.headers().get("x-amz-checksum-mode"), Some("ENABLED"));
+    }
+
+    #[tokio::test]
+    async fn an_intact_object_passes_its_checksum() {
+        let (bucket, _) = bucket_answering(STORED);
+        assert_eq!(read_all(&bucket).await.expect("intact"), STORED);
     }
 }
