@@ -172,7 +172,11 @@ async fn run_async(
         bail!("no files to ingest under {}", args.input);
     }
     let sink = match output {
-        Location::Local(path) => Store::Local(LocalDir::new(path)),
+        Location::Local(path) => {
+            let folder = LocalDir::new(path);
+            refuse_colliding_keys(&folder, &keys, ingest)?;
+            Store::Local(folder)
+        }
         Location::S3 { bucket, prefix } => Store::S3(Rebased::new(
             s3_bucket(s3.as_ref(), bucket)?,
             "",
@@ -245,6 +249,29 @@ async fn run_async(
             "{} of {} file(s) could not be processed",
             failures.len(),
             keys.len()
+        );
+    }
+    Ok(())
+}
+
+/// S3 keys that differ only by `./` or `//` would be one local file, and each would
+/// overwrite the last: refused before anything is written.
+fn refuse_colliding_keys(
+    folder: &LocalDir,
+    keys: &[String],
+    ingest: &IngestConfig,
+) -> anyhow::Result<()> {
+    let clean = keys
+        .iter()
+        .map(|key| Ok(ingest.prefixes.ingest_keys(key)?.clean))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if let Some((first, second)) = folder.first_collision(&clean)? {
+        bail!(
+            "`{}` and `{}` would be written to the same local files under {}: \
+             rename one, or write to an s3:// output",
+            keys[first],
+            keys[second],
+            folder.root().display()
         );
     }
     Ok(())

@@ -57,6 +57,18 @@ impl LocalDir {
         Ok(self.root.join(relative))
     }
 
+    /// The first two of `keys` (by index) that name one file: `a/./x.json`, `a//x.json` and
+    /// `a/x.json` are three S3 keys but one path on disk, so writing all three would keep one.
+    pub fn first_collision(&self, keys: &[String]) -> Result<Option<(usize, usize)>, StoreError> {
+        let mut seen = std::collections::HashMap::with_capacity(keys.len());
+        for (index, key) in keys.iter().enumerate() {
+            if let Some(earlier) = seen.insert(self.path_of(key)?, index) {
+                return Ok(Some((earlier, index)));
+            }
+        }
+        Ok(None)
+    }
+
     /// The key of a file below the root (the inverse of [`Self::path_of`]).
     pub fn key_of(&self, path: &Path) -> Option<String> {
         let relative = path.strip_prefix(&self.root).ok()?;
@@ -171,6 +183,24 @@ mod tests {
         assert_eq!(
             store.key_of(&folder.path().join("a b/c+d.json")).as_deref(),
             Some("raw/a b/c+d.json")
+        );
+    }
+
+    #[test]
+    fn keys_naming_one_file_collide() {
+        let dir = LocalDir::new("/out");
+        let keys = |list: &[&str]| list.iter().map(|key| (*key).to_owned()).collect::<Vec<_>>();
+        let distinct = keys(&["clean/a/x.json", "clean/a/y.json", "clean/b/x.json"]);
+        assert_eq!(dir.first_collision(&distinct).expect("valid"), None);
+        let same_file = keys(&["clean/a/x.json", "clean/b/y.json", "clean/a/./x.json"]);
+        assert_eq!(
+            dir.first_collision(&same_file).expect("valid"),
+            Some((0, 2))
+        );
+        let doubled_slash = keys(&["clean/a//x.json", "clean/a/x.json"]);
+        assert_eq!(
+            dir.first_collision(&doubled_slash).expect("valid"),
+            Some((0, 1))
         );
     }
 
