@@ -35,5 +35,11 @@ pub fn write_report(out: &mut impl Write, report: &Report) -> io::Result<()> {
         report.rejected,
         share(report.rejected)
     )?;
+    if !report.warnings.is_empty() {
+        writeln!(out, "  kept, with a warning")?;
+        for (warning, count) in &report.warnings {
+            writeln!(out, "    {:<22}{:>6}", warning.as_str(), count)?;
+        }
+    }
     Ok(())
 }

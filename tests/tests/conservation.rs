@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use integration_tests::repo_root;
-use tweets::{FilterReason, IngestOptions, Report, Tweet};
+use tweets::{FilterReason, IngestOptions, Report, Tweet, TweetWarning};
 
 /// records_in, kept, filtered (reason, count), rejected.
 type Expected = (u64, u64, &'static [(FilterReason, u64)], u64);
@@ -30,6 +30,11 @@ const EXPECTED: &[(&str, Expected)] = {
         ),
         ("tests/fixtures/cases/mixed-errors.jsonl", (5, 2, &[], 3)),
         ("tests/fixtures/cases/v2-errors-only.json", (1, 0, &[], 1)),
+        // Kept without a date: see unreadable_dates_cost_the_date_not_the_tweet.
+        (
+            "tests/fixtures/cases/unreadable-dates.jsonl",
+            (3, 3, &[], 0),
+        ),
     ]
 };
 
@@ -134,6 +139,22 @@ fn own_cases_have_the_expected_outcomes() {
             "{file}"
         );
     }
+}
+
+#[test]
+fn unreadable_dates_cost_the_date_not_the_tweet() {
+    let (report, tweets, _) =
+        ingest_file(&repo_root().join("tests/fixtures/cases/unreadable-dates.jsonl"));
+    let undated: Vec<&str> = tweets
+        .iter()
+        .filter(|tweet| tweet.created_at.is_none())
+        .map(|tweet| tweet.id.as_str())
+        .collect();
+    assert_eq!(undated, ["1786200000000000001", "1786200000000000002"]);
+    assert_eq!(
+        report.warnings,
+        BTreeMap::from([(TweetWarning::UnreadableCreatedAt, 2)])
+    );
 }
 
 #[test]

@@ -7,8 +7,8 @@ use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use regex::Regex;
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::clean::MENTION;
@@ -28,6 +28,26 @@ pub struct ParsedTweet {
     pub hashtags: Vec<String>,
     pub mentions: Vec<String>,
     pub urls: Vec<String>,
+    /// What was wrong with the tweet without costing it.
+    pub warnings: Vec<TweetWarning>,
+}
+
+/// Something wrong with a tweet that costs a field, not the tweet; manifests count them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TweetWarning {
+    /// `created_at` was neither RFC 3339 nor Twitter's format: kept as `null`, so the
+    /// prediction lands in the `dt=undated` partition.
+    UnreadableCreatedAt,
+}
+
+impl TweetWarning {
+    /// The name manifests use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::UnreadableCreatedAt => "unreadable_created_at",
+        }
+    }
 }
 
 /// What one input record turned out to be.
@@ -262,20 +282,20 @@ fn first_id<'a>(candidates: impl IntoIterator<Item = Option<&'a Id>>) -> Option<
         .find(|id| !id.is_empty())
 }
 
-/// Accepts RFC 3339 (v2) and Twitter's v1.1 `Wed Oct 10 20:19:24 +0000 2018`.
-fn parse_created_at(raw: Option<String>) -> Result<Option<DateTime<Utc>>, String> {
-    let Some(raw) = raw.filter(|raw| !raw.is_empty()) else {
-        return Ok(None);
-    };
-    DateTime::parse_from_rfc3339(&raw)
+/// Accepts RFC 3339 (v2) and Twitter's v1.1 `Wed Oct 10 20:19:24 +0000 2018`. Anything else
+/// leaves the date unknown and adds a warning: a bad date must not cost a good tweet.
+fn parse_created_at(
+    raw: Option<String>,
+    warnings: &mut Vec<TweetWarning>,
+) -> Option<DateTime<Utc>> {
+    let raw = raw.filter(|raw| !raw.is_empty())?;
+    let parsed = DateTime::parse_from_rfc3339(&raw)
         .or_else(|_| DateTime::parse_from_str(&raw, "%a %b %d %H:%M:%S %z %Y"))
-        .map(|date| Some(date.with_timezone(&Utc)))
-        .map_err(|_| {
-            format!(
-                "field `created_at`: `{raw}` is neither RFC 3339 nor Twitter's \
-                 `Wed Oct 10 20:19:24 +0000 2018` format"
-            )
-        })
+        .map(|date| date.with_timezone(&Utc));
+    if parsed.is_err() {
+        warnings.push(TweetWarning::UnreadableCreatedAt);
+    }
+    parsed.ok()
 }
 
 fn decode_html(text: &str) -> String {
@@ -406,7 +426,8 @@ impl V1Status {
         let id_str = self.id_str.take().map(Id::Text);
         let id = first_id([id_str.as_ref(), self.id.as_ref()])
             .ok_or("record has no `id` or `id_str`: not a tweet object")?;
-        let created_at = parse_created_at(self.created_at.take())?;
+        let mut warnings = Vec::new();
+        let created_at = parse_created_at(self.created_at.take(), &mut warnings);
         let (author_id, author_handle) = match self.user.take() {
             Some(user) => {
                 let id_str = user.id_str.map(Id::Text);
@@ -455,6 +476,7 @@ impl V1Status {
             hashtags,
             mentions,
             urls,
+            warnings,
         })
     }
 }
@@ -649,9 +671,10 @@ impl V2Tweet {
             .as_ref()
             .and_then(|author| handles.get(author))
             .map(|handle| (*handle).to_owned());
+        let mut warnings = Vec::new();
         Ok(ParsedTweet {
             id,
-            created_at: parse_created_at(self.created_at)?,
+            created_at: parse_created_at(self.created_at, &mut warnings),
             author_id,
             author_handle,
             lang: self.lang,
@@ -662,6 +685,7 @@ impl V2Tweet {
             hashtags,
             mentions,
             urls,
+            warnings,
         })
     }
 }
@@ -862,6 +886,24 @@ mod tests {
     }
 
     #[test]
+    fn an_unreadable_date_costs_the_date_not_the_tweet() {
+        for json in [
+            r#"{"id_str": "1", "text": "on time today", "created_at": "yesterday"}"#,
+            r#"{"id": "2", "text": "on time today", "created_at": "2024-13-45T10:00:00Z", "edit_history_tweet_ids": ["2"]}"#,
+        ] {
+            let parsed = tweet(json);
+            assert_eq!(parsed.created_at, None, "{json}");
+            assert_eq!(parsed.warnings, vec![TweetWarning::UnreadableCreatedAt]);
+        }
+        assert_eq!(
+            serde_json::to_value(TweetWarning::UnreadableCreatedAt).expect("serializes"),
+            TweetWarning::UnreadableCreatedAt.as_str()
+        );
+        let dated = tweet(r#"{"id_str": "3", "text": "x", "created_at": "2024-05-01T10:00:00Z"}"#);
+        assert!(dated.created_at.is_some() && dated.warnings.is_empty());
+    }
+
+    #[test]
     fn stream_control_messages_are_not_tweets() {
         assert_eq!(
             parse(r#"{"delete": {"status": {"id_str": "1"}}}"#),
@@ -886,10 +928,6 @@ mod tests {
         assert!(
             invalid(r#"{"id_str": "1", "text": "x", "user": {"id_str": 5}}"#)
                 .contains("field `user.id_str`")
-        );
-        assert!(
-            invalid(r#"{"id_str": "1", "text": "x", "created_at": "yesterday"}"#)
-                .contains("created_at")
         );
         assert!(
             invalid(r#"{"errors": [{"detail": "Could not find tweet"}]}"#)

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clean::{CleanConfig, clean_text, text_for_language_detection};
 use crate::filter::{FilterConfig, FilterReason, FilteredCounts, Filters, known_primary_language};
-use crate::formats::{ParsedTweet, Record, parse_frame};
+use crate::formats::{ParsedTweet, Record, TweetWarning, parse_frame};
 use crate::frame::{Framer, Layout};
 use crate::input::{Compression, Limits, OpenedInput, StreamError};
 use crate::schema::{SourceRef, Tweet};
@@ -40,6 +40,9 @@ pub struct Report {
     pub kept_by_language: BTreeMap<String, u64>,
     pub filtered: FilteredCounts,
     pub rejected: u64,
+    /// Kept tweets with something wrong that did not cost them (an unreadable date), by what.
+    #[serde(default)]
+    pub warnings: BTreeMap<TweetWarning, u64>,
     pub compression: Compression,
     pub layout: Layout,
     /// Bytes of the object as stored.
@@ -66,6 +69,9 @@ impl Report {
             *self.kept_by_language.entry(language.clone()).or_default() += count;
         }
         self.rejected += other.rejected;
+        for (warning, count) in &other.warnings {
+            *self.warnings.entry(*warning).or_default() += count;
+        }
         for (reason, count) in &other.filtered {
             *self.filtered.entry(*reason).or_default() += count;
         }
@@ -256,15 +262,19 @@ impl<K: Write, J: Write> Run<'_, K, J> {
 
     fn keep_or_filter(
         &mut self,
-        parsed: ParsedTweet,
+        mut parsed: ParsedTweet,
         source: SourceRef,
     ) -> Result<(), IngestError> {
+        let warnings = std::mem::take(&mut parsed.warnings);
         let tweet = finish_tweet(parsed, &self.options.cleaning, source);
         match self.filters.check(&tweet) {
             Some(reason) => self.count_filtered(reason),
             None => {
                 write_json_line(self.kept_out, &tweet, "clean tweets")?;
                 self.report.kept += 1;
+                for warning in warnings {
+                    *self.report.warnings.entry(warning).or_default() += 1;
+                }
                 let language = tweet.lang.as_deref().unwrap_or(UNKNOWN_LANGUAGE);
                 *self
                     .report
