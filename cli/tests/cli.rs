@@ -228,7 +228,8 @@ fn classify_writes_one_line_per_input_line_and_flags_bad_ones() {
         .lines()
         .map(|line| serde_json::from_str(line).expect("JSON line"))
         .collect();
-    assert_eq!(lines.len(), 5);
+    // Output line N answers input line N; a blank line gets a marker, not a failure.
+    assert_eq!(lines.len(), 6);
     assert_eq!(lines[0]["id"], "a");
     assert_eq!(lines[0]["label"], "positive");
     let total: f64 = lines[0]["scores"]
@@ -238,15 +239,22 @@ fn classify_writes_one_line_per_input_line_and_flags_bad_ones() {
         .map(|score| score.as_f64().expect("number"))
         .sum();
     assert!((total - 1.0).abs() < 1e-4);
-    assert_eq!(lines[1]["error"], "`text` is empty");
-    assert_eq!(lines[1]["id"], "b");
+    assert_eq!(
+        lines[1],
+        serde_json::json!({"line": 2, "skipped": "blank line"})
+    );
+    assert_eq!(lines[2]["error"], "`text` is empty");
+    assert_eq!(lines[2]["id"], "b");
+    assert_eq!(lines[2]["line"], 3);
     assert!(
-        lines[2]["error"]
+        lines[3]["error"]
             .as_str()
             .is_some_and(|error| error.starts_with("invalid JSON"))
     );
-    assert_eq!(lines[3]["label"], "negative");
-    assert_eq!(lines[4]["error"], "the line is not valid UTF-8");
+    assert_eq!(lines[3]["line"], 4, "physical line numbers");
+    assert_eq!(lines[4]["label"], "negative");
+    assert_eq!(lines[5]["error"], "the line is not valid UTF-8");
+    assert_eq!(lines[5]["line"], 6);
 }
 
 #[test]
@@ -258,6 +266,14 @@ fn classify_refuses_empty_input_and_broken_models() {
         empty.path().to_str().expect("UTF-8"),
     ]));
     assert!(!output.status.success());
+    assert!(stderr.contains("no input"), "{stderr}");
+    std::fs::write(empty.path(), "\n  \n").expect("write");
+    let (output, _, stderr) = run(&mut tweetclf(&[
+        "classify",
+        "--input",
+        empty.path().to_str().expect("UTF-8"),
+    ]));
+    assert!(!output.status.success(), "blank lines only: still no input");
     assert!(stderr.contains("no input"), "{stderr}");
 
     let model = tempfile::tempdir().expect("temp dir");

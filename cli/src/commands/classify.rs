@@ -1,5 +1,6 @@
 //! `tweetclf classify`: JSON Lines in (`{"text": …}` objects or ingest's clean records), one
-//! prediction per input line out, in order.
+//! output line per input line, in order: a prediction, an `error` line, or for a blank line a
+//! `skipped` marker — so output line N always answers input line N.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -36,7 +37,7 @@ pub fn classify(args: &ClassifyArgs) -> anyhow::Result<()> {
     };
     let mut reader = BufReader::new(input);
     let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
-    let (mut lines, mut failed) = (0usize, 0usize);
+    let (mut lines, mut blank, mut failed) = (0usize, 0usize, 0usize);
     let mut chunk: Vec<Parsed> = Vec::with_capacity(CHUNK_LINES);
     let mut raw = Vec::new();
     loop {
@@ -46,11 +47,9 @@ pub fn classify(args: &ClassifyArgs) -> anyhow::Result<()> {
             .context("reading the input")?;
         if read > 0 {
             lines += 1;
-            if raw.iter().all(u8::is_ascii_whitespace) {
-                lines -= 1;
-            } else {
-                chunk.push(parse_line(lines, &raw));
-            }
+            let parsed = parse_line(lines, &raw);
+            blank += usize::from(matches!(parsed.outcome, Outcome::Blank));
+            chunk.push(parsed);
         }
         if chunk.len() == CHUNK_LINES || (read == 0 && !chunk.is_empty()) {
             failed += write_chunk(&classifier, &chunk, &mut stdout)?;
@@ -61,30 +60,45 @@ pub fn classify(args: &ClassifyArgs) -> anyhow::Result<()> {
         }
     }
     stdout.flush()?;
-    if lines == 0 {
+    if lines == blank {
         bail!("no input: expected JSON Lines with a `text` field");
     }
     if failed > 0 {
         bail!(
-            "{failed} of {lines} line(s) could not be classified; each has an `error` line in the output"
+            "{failed} of {} line(s) could not be classified; each has an `error` line in the output",
+            lines - blank
         );
     }
     Ok(())
 }
 
-/// One input line: its text and id, or why it cannot be classified.
+/// One input line (numbered from 1, blank lines included): its id and what to do with it.
 struct Parsed {
     line: usize,
     id: Option<Value>,
-    outcome: Result<String, String>,
+    outcome: Outcome,
+}
+
+enum Outcome {
+    Text(String),
+    /// Nothing but whitespace: answered with a `skipped` marker, not counted as a failure.
+    Blank,
+    Failed(String),
 }
 
 fn parse_line(line: usize, raw: &[u8]) -> Parsed {
     let failed = |message: String| Parsed {
         line,
         id: None,
-        outcome: Err(message),
+        outcome: Outcome::Failed(message),
     };
+    if raw.iter().all(u8::is_ascii_whitespace) {
+        return Parsed {
+            line,
+            id: None,
+            outcome: Outcome::Blank,
+        };
+    }
     let Ok(text) = std::str::from_utf8(raw) else {
         return failed("the line is not valid UTF-8".to_owned());
     };
@@ -94,10 +108,10 @@ fn parse_line(line: usize, raw: &[u8]) -> Parsed {
     };
     let id = value.get("id").cloned();
     let outcome = match value.get("text") {
-        Some(Value::String(text)) if !text.trim().is_empty() => Ok(text.clone()),
-        Some(Value::String(_)) => Err("`text` is empty".to_owned()),
-        Some(_) => Err("`text` is not a string".to_owned()),
-        None => Err("no `text` field".to_owned()),
+        Some(Value::String(text)) if !text.trim().is_empty() => Outcome::Text(text.clone()),
+        Some(Value::String(_)) => Outcome::Failed("`text` is empty".to_owned()),
+        Some(_) => Outcome::Failed("`text` is not a string".to_owned()),
+        None => Outcome::Failed("no `text` field".to_owned()),
     };
     Parsed { line, id, outcome }
 }
@@ -111,18 +125,22 @@ fn write_chunk(
 ) -> anyhow::Result<usize> {
     let texts: Vec<&str> = chunk
         .iter()
-        .filter_map(|parsed| parsed.outcome.as_deref().ok())
+        .filter_map(|parsed| match &parsed.outcome {
+            Outcome::Text(text) => Some(text.as_str()),
+            Outcome::Blank | Outcome::Failed(_) => None,
+        })
         .collect();
     let (predictions, _) = classifier.predict(&texts)?;
     let mut predictions = predictions.into_iter();
     let mut failed = 0;
     for parsed in chunk {
         let mut line = match &parsed.outcome {
-            Ok(_) => {
+            Outcome::Text(_) => {
                 let prediction = predictions.next().context("one prediction per text")?;
                 serde_json::to_value(&prediction)?
             }
-            Err(error) => {
+            Outcome::Blank => json!({"line": parsed.line, "skipped": "blank line"}),
+            Outcome::Failed(error) => {
                 failed += 1;
                 json!({"line": parsed.line, "error": error})
             }
