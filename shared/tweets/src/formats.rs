@@ -149,7 +149,7 @@ fn parse_object(mut map: Map<String, Value>, out: &mut Vec<Record>) {
         && !V1_MARKERS.iter().any(|key| map.contains_key(*key));
     let value = Value::Object(map);
     let record = if looks_v2 {
-        typed::<V2Tweet>(value).and_then(|tweet| tweet.normalize(&V2Includes::default()))
+        typed::<V2Tweet>(value).and_then(|tweet| tweet.normalize(&V2Index::default()))
     } else {
         typed::<V1Status>(value).and_then(V1Status::normalize)
     };
@@ -181,11 +181,11 @@ fn parse_v2_response(data: Value, includes: Option<Value>, out: &mut Vec<Record>
         None | Some(Value::Null) => Ok(V2Includes::default()),
         Some(value) => typed::<V2Includes>(value).map_err(|error| format!("includes: {error}")),
     };
-    let includes = match includes {
-        Ok(includes) => includes,
+    let index = match includes {
+        Ok(includes) => V2Index::new(includes),
         Err(error) => return out.push(Record::invalid(error)),
     };
-    let parse = |value| typed::<V2Tweet>(value).and_then(|tweet| tweet.normalize(&includes));
+    let parse = |value| typed::<V2Tweet>(value).and_then(|tweet| tweet.normalize(&index));
     match data {
         Value::Array(tweets) => {
             for tweet in tweets {
@@ -524,12 +524,45 @@ fn collect_v1_entities(
 
 // ---- API v2 ----
 
+/// A response's `includes`, each entry still raw: one that does not parse must not cost the
+/// tweets that never refer to it.
 #[derive(Debug, Default, Deserialize)]
 struct V2Includes {
     #[serde(default)]
-    users: Vec<V2User>,
+    users: Vec<Value>,
     #[serde(default)]
-    tweets: Vec<V2Tweet>,
+    tweets: Vec<Value>,
+}
+
+/// `includes` indexed by id, once per response (a lookup per tweet, not a scan). Entries
+/// that do not parse are left out: the tweets that refer to one lose its author's handle or
+/// the retweet's full text, like a tweet whose include is missing.
+#[derive(Debug, Default)]
+struct V2Index {
+    handles: HashMap<String, String>,
+    tweets: HashMap<String, V2Tweet>,
+}
+
+impl V2Index {
+    fn new(includes: V2Includes) -> Self {
+        let handles = includes
+            .users
+            .into_iter()
+            .filter_map(|user| typed::<V2User>(user).ok())
+            .filter_map(|user| Some((user.id.text(), user.username?)))
+            .collect();
+        let tweets = includes
+            .tweets
+            .into_iter()
+            .filter_map(|tweet| typed::<V2Tweet>(tweet).ok())
+            .filter_map(|tweet| Some((first_id([tweet.id.as_ref()])?, tweet)))
+            .collect();
+        Self { handles, tweets }
+    }
+
+    fn handle(&self, author: Option<&Id>) -> Option<&str> {
+        self.handles.get(&author?.text()).map(String::as_str)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -589,21 +622,6 @@ struct V2Url {
     unwound_url: Option<String>,
 }
 
-impl V2Includes {
-    fn handles(&self) -> HashMap<String, &str> {
-        self.users
-            .iter()
-            .filter_map(|user| Some((user.id.text(), user.username.as_deref()?)))
-            .collect()
-    }
-
-    fn tweet(&self, id: &str) -> Option<&V2Tweet> {
-        self.tweets
-            .iter()
-            .find(|tweet| tweet.id.as_ref().is_some_and(|own| own.text() == id))
-    }
-}
-
 impl V2Tweet {
     /// The full text (`note_tweet` for long tweets) and its entities.
     fn full_text(&self) -> Option<(&str, Option<&V2Entities>)> {
@@ -619,8 +637,7 @@ impl V2Tweet {
         }
     }
 
-    fn normalize(self, includes: &V2Includes) -> Result<ParsedTweet, String> {
-        let handles = includes.handles();
+    fn normalize(self, includes: &V2Index) -> Result<ParsedTweet, String> {
         let Some(id) = first_id([self.id.as_ref()]) else {
             return Err("record has no `id`: not a tweet object".to_owned());
         };
@@ -640,13 +657,10 @@ impl V2Tweet {
 
         // A v2 retweet's own text is cut at 140 characters; the original is in `includes`.
         let original = referenced("retweeted")
-            .and_then(|id| includes.tweet(&id))
+            .and_then(|id| includes.tweets.get(&id))
             .and_then(|original| {
                 let (text, entities) = original.full_text()?;
-                let handle = original
-                    .author_id
-                    .as_ref()
-                    .and_then(|author| handles.get(&author.text()).copied())?;
+                let handle = includes.handle(original.author_id.as_ref())?;
                 Some((
                     format!("RT @{handle}: {}", decode_html(text)),
                     entities,
@@ -666,11 +680,8 @@ impl V2Tweet {
             mentions.insert(0, handle.to_owned());
             dedup_in_order(&mut mentions);
         }
+        let author_handle = includes.handle(self.author_id.as_ref()).map(str::to_owned);
         let author_id = self.author_id.as_ref().map(Id::text);
-        let author_handle = author_id
-            .as_ref()
-            .and_then(|author| handles.get(author))
-            .map(|handle| (*handle).to_owned());
         let mut warnings = Vec::new();
         Ok(ParsedTweet {
             id,
@@ -867,6 +878,33 @@ mod tests {
         assert!(tweets[1].is_retweet);
         assert_eq!(tweets[1].text, "RT @bob: bob's full text");
         assert!(tweets[2].is_reply && tweets[2].is_quote && !tweets[2].is_retweet);
+    }
+
+    #[test]
+    fn a_bad_include_costs_only_the_tweets_that_refer_to_it() {
+        let records = parse(
+            r#"{"data": [{"id": "10", "text": "first", "author_id": "1"},
+                         {"id": "11", "text": "second", "author_id": "2"},
+                         {"id": "12", "text": "RT @x: cut…", "author_id": "1",
+                          "referenced_tweets": [{"type": "retweeted", "id": "9"}]}],
+                "includes": {"users": [{"id": "1", "username": "alice"}, {"username": "no id"}],
+                             "tweets": [{"id": "9", "text": ["not", "text"]}]}}"#,
+        );
+        let tweets: Vec<&ParsedTweet> = records
+            .iter()
+            .map(|record| match record {
+                Record::Tweet(tweet) => tweet.as_ref(),
+                other => panic!("every tweet is kept, got {other:?}"),
+            })
+            .collect();
+        assert_eq!(tweets.len(), 3);
+        assert_eq!(tweets[0].author_handle.as_deref(), Some("alice"));
+        assert_eq!(tweets[1].author_handle, None);
+        assert!(tweets[2].is_retweet);
+        assert_eq!(
+            tweets[2].text, "RT @x: cut…",
+            "the unreadable original is not used"
+        );
     }
 
     #[test]
