@@ -67,7 +67,8 @@ def main() -> None:
     args.out.write_text(json.dumps({
         "model_sha256": sha256(args.model / "model.safetensors"),
         "labels": labels["labels"],
-        "reference": f"transformers {transformers.__version__}, torch {torch.__version__}, float32, CPU, one text at a time",
+        "reference": f"transformers {transformers.__version__}, torch {torch.__version__}, float32 "
+                     "(4-bit matrices dequantized), CPU, one text at a time",
         "logits": logits,
     }, indent=1) + "\n")
     print(f"{len(logits)} reference logit rows written to {args.out}")

@@ -83,7 +83,7 @@ def main():
            "Ratios are against PyTorch on the same model from the same run; above 1× means better than PyTorch "
            "(more tweets/s, or less time or memory). *Whole input* is every text in one call, batched as each "
            "engine does on its own (sorted by length, at most 64 texts a batch).", "",
-           "## all-MiniLM-L6-v2 (sentiment 0.2.0, `models/sentiment`)", "",
+           "## all-MiniLM-L6-v2 (sentiment 0.2.0, the previous default, from git history)", "",
            "### Throughput (tweets/s) by batch size", "", header, rule,
            *throughput_rows(runs, names, ref, sizes),
            "", "### Latency per call (ms, p50 / p95)", "",
@@ -94,7 +94,7 @@ def main():
     out += ["", "### Cold start and memory", "", *memory_header, *memory_rows(runs, names, ref)]
 
     e5, e5_ref = runs["candle-e5"], runs["torch-e5"]
-    out += ["", "## multilingual-e5-small (12 layers, 4-bit word table; a head trained on 4,000 pool tweets)", "",
+    out += ["", "## multilingual-e5-small (sentiment 1.0.0, `models/sentiment`: 12 layers, 4-bit word table)", "",
             "### Throughput (tweets/s) by batch size", "", header, rule,
             *throughput_rows(runs, e5_names, e5_ref, sizes),
             "", "Candle on multilingual-e5-small against Candle on all-MiniLM-L6-v2 in the same rounds "

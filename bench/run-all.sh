@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs tweetclf bench and the Python references (PyTorch, onnxruntime f32 and int8) on the same
-# model, texts and thread count, one after another on an otherwise idle machine, then the same
-# for a multilingual-e5-small model (Candle and PyTorch on the same weights), and writes
+# model (the previous default, all-MiniLM-L6-v2), texts and thread count, one after another on an
+# otherwise idle machine, then the same for the bundled multilingual-e5-small model (Candle and
+# PyTorch on the same weights), and writes
 # BENCHMARKS.md with the ratios. Needs data/sentiment/ (python3 data/prepare-sentiment.py).
 #
 #   bash bench/run-all.sh            # THREADS=2 TEXTS=512 ROUNDS=3 by default
@@ -11,6 +12,8 @@ threads="${THREADS:-2}"
 texts="${TEXTS:-512}"
 rounds="${ROUNDS:-3}"
 results=bench/results
+minilm=bench/.cache/sentiment-0.2.0
+e5_model=models/sentiment
 mkdir -p "$results"
 
 step() { printf '\n==> %s\n' "$*" >&2; }
@@ -37,16 +40,16 @@ PY
 FILTER_LANGUAGES='*' FILTER_RETWEETS=false FILTER_AUTO_GENERATED_PHRASES='' FILTER_MIN_CONTENT_CHARS=0 \
     FILTER_DUPLICATES=false "$tweetclf" ingest "$results/texts.jsonl" --out "$results/clean" > /dev/null
 
-step "ONNX export (f32 and int8)"
-.venv-bench/bin/python bench/reference_bench.py --export-onnx --model models/sentiment
-
-step "multilingual-e5-small: the base (models/base-e5) and a head over it trained on a 4,000-tweet sample of the pool"
-[ -f models/base-e5/model.safetensors ] || bash models/fetch-base-e5.sh
-e5_model=bench/.cache/e5-head
-if [ ! -f "$e5_model/labels.json" ]; then
-    "$tweetclf" train --base models/base-e5 --train data/sentiment/train.jsonl --valid data/sentiment/valid.jsonl \
-        --limit 4000 --valid-limit 1000 --mode head --seed 42 --name sentiment-e5-head --version bench --out "$e5_model"
+step "the previous default, sentiment 0.2.0 (all-MiniLM-L6-v2), from git history → $minilm"
+if [ ! -f "$minilm/labels.json" ]; then
+    mkdir -p "$minilm"
+    for file in config.json labels.json model.safetensors tokenizer.json; do
+        git show "8f2a2eb:models/sentiment/$file" > "$minilm/$file"
+    done
 fi
+
+step "ONNX export (f32 and int8)"
+.venv-bench/bin/python bench/reference_bench.py --export-onnx --model "$minilm"
 
 # Every engine once per round, rounds one after another: the report takes each figure's median
 # over the rounds (this machine is shared and noisy).
@@ -56,11 +59,11 @@ for round in $(seq "$rounds"); do
     out="$results/round-$round"
     mkdir -p "$out"
     step "round $round/$rounds: candle (tweetclf bench), all-MiniLM-L6-v2 and multilingual-e5-small"
-    "$tweetclf" bench --json --model models/sentiment --input "$results/texts.jsonl" "${common[@]}" > "$out/candle.json"
+    "$tweetclf" bench --json --model "$minilm" --input "$results/texts.jsonl" "${common[@]}" > "$out/candle.json"
     "$tweetclf" bench --json --model "$e5_model" --input "$results/texts.jsonl" "${common[@]}" > "$out/candle-e5.json"
     for backend in torch onnx onnx-int8; do
         step "round $round/$rounds: $backend"
-        .venv-bench/bin/python bench/reference_bench.py --backend "$backend" --model models/sentiment \
+        .venv-bench/bin/python bench/reference_bench.py --backend "$backend" --model "$minilm" \
             --input "$results/clean/clean.jsonl" "${common[@]}" > "$out/$backend.json"
     done
     step "round $round/$rounds: torch, multilingual-e5-small"

@@ -75,7 +75,8 @@ impl Default for FilterConfig {
     fn default() -> Self {
         Self {
             drop_retweets: true,
-            languages: vec!["en".to_owned()],
+            // The bundled model reads every language its base does.
+            languages: Vec::new(),
             auto_generated_phrases: DEFAULT_AUTO_GENERATED_PHRASES
                 .iter()
                 .map(|phrase| (*phrase).to_owned())
@@ -224,9 +225,16 @@ mod tests {
         }
     }
 
+    fn english_only() -> Filters {
+        Filters::new(FilterConfig {
+            languages: vec!["en".to_owned()],
+            ..FilterConfig::default()
+        })
+    }
+
     #[test]
     fn each_filter_gives_its_reason() {
-        let mut filters = Filters::new(FilterConfig::default());
+        let mut filters = english_only();
         let mut retweet = tweet("1", "RT @user: great flight");
         retweet.is_retweet = true;
         assert_eq!(filters.check(&retweet), Some(FilterReason::Retweet));
@@ -258,7 +266,7 @@ mod tests {
 
     #[test]
     fn filtered_tweets_do_not_count_as_seen_for_duplicates() {
-        let mut filters = Filters::new(FilterConfig::default());
+        let mut filters = english_only();
         let mut french = tweet("1", "same text here");
         french.lang = Some("fr".to_owned());
         assert_eq!(filters.check(&french), Some(FilterReason::Language));
@@ -284,10 +292,20 @@ mod tests {
 
     #[test]
     fn language_matches_primary_subtag_and_unknown_is_kept() {
-        let filters = Filters::new(FilterConfig::default());
+        let filters = english_only();
         assert!(filters.language_kept(Some("en-GB")));
         assert!(filters.language_kept(Some("und")));
         assert!(filters.language_kept(None));
         assert!(!filters.language_kept(Some("es")));
+    }
+
+    #[test]
+    fn by_default_every_language_is_kept() {
+        let mut filters = Filters::new(FilterConfig::default());
+        for (id, lang) in [("1", "es"), ("2", "ja"), ("3", "ht"), ("4", "en")] {
+            let mut tweet = tweet(id, &format!("tweet number {id} in {lang}"));
+            tweet.lang = Some(lang.to_owned());
+            assert_eq!(filters.check(&tweet), None, "{lang}");
+        }
     }
 }
