@@ -60,6 +60,12 @@ pub enum PredictError {
     Compute(#[from] candle_core::Error),
 }
 
+/// Characters of raw text kept per token the model sees. A token is rarely more than a few
+/// characters, so `max_tokens` × this keeps everything the model reads (bar runs of
+/// whitespace or URLs longer than that, which cleaning would shrink), and cutting raw text
+/// there first makes a 10 MB text cost what a tweet costs to clean and tokenize.
+const RAW_CHARS_PER_TOKEN: usize = 64;
+
 /// A BERT encoder with its tokenizer, cleaning and pooling: texts in, one vector per text out.
 /// A bare base model (no head, no `labels.json`) loads as this, for training.
 pub struct TextEncoder {
@@ -67,6 +73,8 @@ pub struct TextEncoder {
     tokenizer: TextTokenizer,
     cleaning: CleanConfig,
     text_prefix: String,
+    /// Raw characters of a text that are cleaned and tokenized; the rest cannot be seen.
+    max_raw_chars: usize,
     pooling: Pooling,
     hidden_size: usize,
     device: Device,
@@ -164,6 +172,7 @@ impl TextEncoder {
             tokenizer,
             cleaning: preprocessing.cleaning(),
             text_prefix: preprocessing.text_prefix.clone(),
+            max_raw_chars: preprocessing.max_tokens * RAW_CHARS_PER_TOKEN,
             pooling,
             hidden_size: config.hidden_size,
             device: Device::Cpu,
@@ -196,7 +205,8 @@ impl TextEncoder {
         let cleaned: Vec<String> = texts
             .iter()
             .map(|text| {
-                let mut cleaned = tweets::clean_text(text, &self.cleaning);
+                let visible = leading_chars(text, self.max_raw_chars);
+                let mut cleaned = tweets::clean_text(visible, &self.cleaning);
                 cleaned.insert_str(0, &self.text_prefix);
                 cleaned
             })
@@ -260,6 +270,13 @@ impl TextEncoder {
 }
 
 /// `work`'s result, if it succeeded, with the time it took.
+/// The first `count` characters of `text` (all of it when shorter).
+fn leading_chars(text: &str, count: usize) -> &str {
+    text.char_indices()
+        .nth(count)
+        .map_or(text, |(end, _)| &text[..end])
+}
+
 fn timed<T, E>(work: impl FnOnce() -> Result<T, E>) -> Result<(T, Duration), E> {
     let started = Instant::now();
     work().map(|value| (value, started.elapsed()))
@@ -562,4 +579,16 @@ fn argmax(values: &[f32]) -> usize {
     (0..values.len())
         .max_by(|a, b| values[*a].total_cmp(&values[*b]))
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::leading_chars;
+
+    #[test]
+    fn leading_chars_counts_characters_not_bytes() {
+        assert_eq!(leading_chars("héllo 😡 world", 7), "héllo 😡");
+        assert_eq!(leading_chars("short", 64), "short");
+        assert_eq!(leading_chars("", 3), "");
+    }
 }

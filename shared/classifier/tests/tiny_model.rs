@@ -351,3 +351,13 @@ fn exported_directories_carry_fine_tuned_encoder_tensors_and_refuse_foreign_ones
         assert!(error.contains(expected), "{error}");
     }
 }
+
+#[test]
+fn a_megabyte_text_is_read_as_its_visible_start() {
+    let classifier = tiny(InferenceOptions::default());
+    // max_tokens is 12: the encoder is shown at most the first 12 × 64 raw characters.
+    let huge = "good flight ".repeat(100_000);
+    let (whole, _) = classifier.logits(&[huge.as_str()]).expect("logits");
+    let (start, _) = classifier.logits(&[&huge[..12 * 64]]).expect("logits");
+    assert_eq!(whole, start);
+}
