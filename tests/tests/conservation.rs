@@ -28,6 +28,16 @@ const EXPECTED: &[(&str, Expected)] = {
         ("tests/fixtures/cases/search-response.json", (2, 2, &[], 0)),
         ("tests/fixtures/cases/mixed-errors.jsonl", (5, 2, &[], 3)),
         ("tests/fixtures/cases/v2-errors-only.json", (1, 0, &[], 1)),
+        (
+            "tests/fixtures/cases/stream-lines.jsonl.bz2",
+            (2, 2, &[], 0),
+        ),
+        (
+            "tests/fixtures/cases/search-utf16le-bom.json",
+            (1, 1, &[], 0),
+        ),
+        // Named, not read: see a_tar_archive_is_named_in_its_rejection.
+        ("tests/fixtures/cases/archive.tar", (1, 0, &[], 1)),
         // Kept without a date: see unreadable_dates_cost_the_date_not_the_tweet.
         (
             "tests/fixtures/cases/unreadable-dates.jsonl",
@@ -153,6 +163,13 @@ fn unreadable_dates_cost_the_date_not_the_tweet() {
         report.warnings,
         BTreeMap::from([(TweetWarning::UnreadableCreatedAt, 2)])
     );
+}
+
+#[test]
+fn a_tar_archive_is_named_in_its_rejection() {
+    let (_, _, rejections) = ingest_file(&repo_root().join("tests/fixtures/cases/archive.tar"));
+    let error = rejections[0]["error"].as_str().expect("error");
+    assert!(error.contains("object is a tar archive"), "{error}");
 }
 
 #[test]

@@ -1,15 +1,33 @@
-//! Opens a raw object for framing: detects gzip by its magic bytes (never by file name) and
-//! enforces the size limits, telling apart the failures that condemn the object (too big, a
-//! gzip bomb, a corrupt stream) from a failing source, which is transient and worth a retry.
+//! Opens a raw object for framing: detects gzip, bzip2 and zstd by their magic bytes (never by
+//! file name), transcodes UTF-16 text (by its byte-order mark) to UTF-8, names the formats it
+//! cannot read, and enforces the size limits, telling apart the failures that condemn the
+//! object (too big, a bomb, a corrupt stream) from a failing source, which is transient and
+//! worth a retry.
 
 use std::cell::Cell;
 use std::io::{self, BufRead, BufReader, Read};
 use std::rc::Rc;
 
+use bzip2::read::MultiBzDecoder;
+use encoding_rs_io::DecodeReaderBytesBuilder;
 use flate2::read::MultiGzDecoder;
 use serde::{Deserialize, Serialize};
 
 const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
+const BZIP2_MAGIC: &[u8] = b"BZh";
+const ZSTD_MAGIC: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
+
+/// Formats recognised by their first bytes that ingest does not read, so the rejection says
+/// what the object is rather than "invalid JSON".
+const UNSUPPORTED_MAGIC: &[(&[u8], &str)] = &[
+    (b"PK\x03\x04", "zip archive"),
+    (b"7z\xbc\xaf\x27\x1c", "7z archive"),
+    (b"\xfd7zXZ\x00", "xz stream"),
+    (b"\x04\x22\x4d\x18", "lz4 frame"),
+    (b"Rar!\x1a\x07", "rar archive"),
+];
+/// A POSIX tar header carries `ustar` at this offset.
+const TAR_MAGIC_AT: usize = 257;
 
 /// Size limits for one object. Every limit turns into a clear rejection, never a crash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,6 +61,8 @@ pub enum Compression {
     #[default]
     None,
     Gzip,
+    Bzip2,
+    Zstd,
 }
 
 /// A failure that ends the reading of an object.
@@ -60,6 +80,11 @@ pub enum StreamError {
     DecompressedTooLarge { limit: u64 },
     #[error("object cannot be decoded: {0}")]
     Corrupt(#[source] io::Error),
+    #[error(
+        "object is a {format}, which ingest does not read: unpack it and drop the files \
+         inside (JSON, JSON Lines; plain, gzip, bzip2 or zstd)"
+    )]
+    Unsupported { format: &'static str },
 }
 
 impl StreamError {
@@ -144,38 +169,86 @@ impl<'a> OpenedInput<'a> {
             Ok(head) => head,
             Err(error) => return Err(classify(stop.get(), error)),
         };
-        if head.starts_with(GZIP_MAGIC) {
-            let by_ratio = stored_len
-                .unwrap_or(limits.max_object_bytes)
-                .saturating_mul(limits.max_expansion_ratio);
-            let limit = limits.max_decompressed_bytes.min(by_ratio);
-            let decoded = Guard {
-                inner: MultiGzDecoder::new(buffered),
-                read: Rc::new(Cell::new(0)),
-                limit,
-                on_limit: Stop::DecompressedLimit(limit),
-                on_error: None,
-                stop: Rc::clone(&stop),
-            };
-            Ok(Self {
-                reader: Box::new(decoded),
-                compression: Compression::Gzip,
-                probe: StreamProbe {
-                    stop,
-                    stored_read: compressed_read,
-                },
-            })
-        } else {
-            Ok(Self {
-                reader: Box::new(buffered),
-                compression: Compression::None,
-                probe: StreamProbe {
-                    stop,
-                    stored_read: compressed_read,
-                },
-            })
+        if let Some(format) = unsupported_format(head) {
+            return Err(StreamError::Unsupported { format });
         }
+        let compression = compression_of(head);
+        let decoded: Box<dyn Read + 'a> = match compression {
+            Compression::None => Box::new(buffered),
+            _ => {
+                let by_ratio = stored_len
+                    .unwrap_or(limits.max_object_bytes)
+                    .saturating_mul(limits.max_expansion_ratio);
+                let limit = limits.max_decompressed_bytes.min(by_ratio);
+                Box::new(Guard {
+                    inner: decoder(compression, buffered)
+                        .map_err(|error| classify(stop.get(), error))?,
+                    read: Rc::new(Cell::new(0)),
+                    limit,
+                    on_limit: Stop::DecompressedLimit(limit),
+                    on_error: None,
+                    stop: Rc::clone(&stop),
+                })
+            }
+        };
+        // UTF-16 with a byte-order mark becomes UTF-8; anything else passes through untouched
+        // (invalid UTF-8 included: the record that holds it is rejected alone, later).
+        let text = DecodeReaderBytesBuilder::new()
+            .bom_sniffing(true)
+            .utf8_passthru(true)
+            .build(decoded);
+        Ok(Self {
+            reader: Box::new(text),
+            compression,
+            probe: StreamProbe {
+                stop,
+                stored_read: compressed_read,
+            },
+        })
     }
+}
+
+fn compression_of(head: &[u8]) -> Compression {
+    if head.starts_with(GZIP_MAGIC) {
+        Compression::Gzip
+    } else if head.starts_with(BZIP2_MAGIC)
+        && head
+            .get(3)
+            .is_some_and(|level| (b'1'..=b'9').contains(level))
+    {
+        Compression::Bzip2
+    } else if head.starts_with(ZSTD_MAGIC) {
+        Compression::Zstd
+    } else {
+        Compression::None
+    }
+}
+
+fn unsupported_format(head: &[u8]) -> Option<&'static str> {
+    if head.get(TAR_MAGIC_AT..TAR_MAGIC_AT + 5) == Some(b"ustar") {
+        return Some("tar archive");
+    }
+    UNSUPPORTED_MAGIC
+        .iter()
+        .find(|(magic, _)| head.starts_with(magic))
+        .map(|(_, format)| *format)
+}
+
+/// The decompressor for `compression` over the stored bytes. zstd reads its frame header
+/// here, so this can fail like a read.
+fn decoder<'a>(
+    compression: Compression,
+    stored: impl BufRead + 'a,
+) -> io::Result<Box<dyn Read + 'a>> {
+    Ok(match compression {
+        Compression::Gzip => Box::new(MultiGzDecoder::new(stored)),
+        Compression::Bzip2 => Box::new(MultiBzDecoder::new(stored)),
+        Compression::Zstd => Box::new(
+            ruzstd::decoding::StreamingDecoder::new(stored)
+                .map_err(|error| io::Error::other(error.to_string()))?,
+        ),
+        Compression::None => Box::new(stored),
+    })
 }
 
 fn classify(stop: Option<Stop>, error: io::Error) -> StreamError {
@@ -261,6 +334,69 @@ mod tests {
             read_all(&mut input).expect("reads"),
             b"{\"a\":1}\n{\"b\":2}\n"
         );
+    }
+
+    #[test]
+    fn bzip2_and_zstd_are_detected_by_magic_bytes_and_decoded() {
+        let json = b"{\"a\":1}\n{\"b\":2}\n";
+        let mut bzip2 = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::default());
+        bzip2.write_all(json).expect("in-memory write");
+        let bzip2 = bzip2.finish().expect("in-memory bzip2");
+        let zstd = ruzstd::encoding::compress_to_vec(
+            &json[..],
+            ruzstd::encoding::CompressionLevel::Fastest,
+        );
+        for (stored, compression) in [(bzip2, Compression::Bzip2), (zstd, Compression::Zstd)] {
+            let mut input =
+                OpenedInput::open(&stored[..], Some(stored.len() as u64), &Limits::default())
+                    .expect("opens");
+            assert_eq!(input.compression, compression);
+            assert_eq!(read_all(&mut input).expect("decodes"), json);
+        }
+    }
+
+    #[test]
+    fn utf16_with_a_byte_order_mark_is_read_as_utf8() {
+        let json = "{\"text\":\"café 😡\"}\n";
+        let little: Vec<u8> = [0xff, 0xfe]
+            .into_iter()
+            .chain(json.encode_utf16().flat_map(u16::to_le_bytes))
+            .collect();
+        let big: Vec<u8> = [0xfe, 0xff]
+            .into_iter()
+            .chain(json.encode_utf16().flat_map(u16::to_be_bytes))
+            .collect();
+        for stored in [little, big] {
+            let mut input =
+                OpenedInput::open(&stored[..], None, &Limits::default()).expect("opens");
+            let text = read_all(&mut input).expect("transcodes");
+            assert_eq!(
+                String::from_utf8(text)
+                    .expect("UTF-8")
+                    .trim_start_matches('\u{feff}'),
+                json
+            );
+        }
+    }
+
+    #[test]
+    fn formats_ingest_does_not_read_are_named() {
+        let mut tar = vec![0u8; 1024];
+        tar[..9].copy_from_slice(b"tweets.js");
+        tar[TAR_MAGIC_AT..TAR_MAGIC_AT + 6].copy_from_slice(b"ustar\0");
+        for (stored, format) in [
+            (tar, "tar archive"),
+            (b"PK\x03\x04rest of a zip".to_vec(), "zip archive"),
+            (b"7z\xbc\xaf\x27\x1cmore".to_vec(), "7z archive"),
+        ] {
+            let error =
+                OpenedInput::open(&stored[..], None, &Limits::default()).expect_err("not readable");
+            assert!(!error.is_transient());
+            assert!(
+                error.to_string().contains(&format!("object is a {format}")),
+                "{error}"
+            );
+        }
     }
 
     #[test]
