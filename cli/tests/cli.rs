@@ -58,6 +58,18 @@ fn run_with_defaults_ingests_the_bundled_examples_into_the_bucket_layout() {
         kept += manifest_kept;
     }
     assert_eq!(kept, 29);
+    // The audit trail: every filtered record of the examples has its line, with a reason.
+    let mut filtered_lines = Vec::new();
+    for entry in std::fs::read_dir(out.path().join("filtered")).expect("filtered/ written") {
+        let text = std::fs::read_to_string(entry.expect("entry").path()).expect("readable");
+        filtered_lines.extend(text.lines().map(|line| {
+            serde_json::from_str::<serde_json::Value>(line).expect("JSON line")["reason"]
+                .as_str()
+                .expect("reason")
+                .to_owned()
+        }));
+    }
+    assert_eq!(filtered_lines.len(), 9, "{filtered_lines:?}");
     assert!(
         out.path()
             .join("clean/v1.1 search airlines.json.jsonl")

@@ -134,6 +134,22 @@ async fn every_supported_shape_is_ingested_from_real_s3_events() {
         if let Some(rejected) = rejected {
             assert_eq!(lines(&rejected).len() as u64, report.rejected, "{key}");
         }
+        // The audit trail: one line per filtered record, as many as the manifest counts.
+        let filtered_key = format!("filtered/batch 1+2/{name}.jsonl");
+        let filtered = moto::get(&stack.client, BUCKET, &filtered_key).await;
+        assert_eq!(filtered.is_some(), report.filtered_total() > 0, "{key}");
+        assert_eq!(
+            manifest.outputs.filtered.is_some(),
+            filtered.is_some(),
+            "{key}"
+        );
+        if let Some(filtered) = filtered {
+            assert_eq!(
+                lines(&filtered).len() as u64,
+                report.filtered_total(),
+                "{key}"
+            );
+        }
     }
 
     let keys = moto::keys(&stack.client, BUCKET).await;
@@ -145,9 +161,15 @@ async fn every_supported_shape_is_ingested_from_real_s3_events() {
         "ingest never writes under its trigger prefix"
     );
     assert!(keys.iter().all(|key| {
-        ["raw/", "clean/", "rejected/", "manifests/ingest/"]
-            .iter()
-            .any(|prefix| key.starts_with(prefix))
+        [
+            "raw/",
+            "clean/",
+            "rejected/",
+            "filtered/",
+            "manifests/ingest/",
+        ]
+        .iter()
+        .any(|prefix| key.starts_with(prefix))
     }));
 }
 

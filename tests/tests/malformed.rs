@@ -29,6 +29,7 @@ fn ingest_with(bytes: &[u8], options: &IngestOptions) -> Outcome {
         options,
         &mut clean,
         &mut rejected,
+        &mut std::io::sink(),
     )
     .expect("malformed input is reported, not an error");
     assert!(report.is_conserved(), "{report:?}");

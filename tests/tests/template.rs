@@ -212,9 +212,30 @@ fn the_template_follows_the_key_contract() {
         vec![
             prefixes.clean.clone(),
             prefixes.rejected.clone(),
+            prefixes.filtered.clone(),
             format!("{}ingest/", prefixes.manifests)
         ]
     );
+    assert_eq!(
+        environment("IngestFunction", "FILTERED_PREFIX"),
+        Some(prefixes.filtered.clone())
+    );
+    let expiring: Vec<&str> = as_list(
+        &resources(&template)["TweetsBucket"]["Properties"]["LifecycleConfiguration"]["Rules"],
+    )
+    .into_iter()
+    .filter_map(|rule| rule["Prefix"].as_str())
+    .collect();
+    for kept_for_audit_only in [
+        &prefixes.rejected,
+        &prefixes.filtered,
+        &prefixes.predictions_rejected,
+    ] {
+        assert!(
+            expiring.contains(&kept_for_audit_only.as_str()),
+            "{kept_for_audit_only} has no lifecycle rule: {expiring:?}"
+        );
+    }
     assert_eq!(
         put_prefixes(functions[&"ClassifyFunction".to_owned()]),
         vec![

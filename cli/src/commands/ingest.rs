@@ -23,6 +23,7 @@ pub fn ingest(input: &Path, out: &Path, config: &IngestConfig) -> anyhow::Result
     };
     let clean_path = out.join("clean.jsonl");
     let rejected_path = out.join("rejected.jsonl");
+    let filtered_path = out.join("filtered.jsonl");
     let manifest_path = out.join("manifest.json");
     let create = |path: &Path| {
         File::create(path)
@@ -31,6 +32,7 @@ pub fn ingest(input: &Path, out: &Path, config: &IngestConfig) -> anyhow::Result
     };
     let mut clean = create(&clean_path)?;
     let mut rejected = create(&rejected_path)?;
+    let mut filtered = create(&filtered_path)?;
 
     let started = Instant::now();
     let report = tweets::ingest_stream(
@@ -40,10 +42,12 @@ pub fn ingest(input: &Path, out: &Path, config: &IngestConfig) -> anyhow::Result
         &config.options,
         &mut clean,
         &mut rejected,
+        &mut filtered,
     )
     .with_context(|| format!("ingesting {key}"))?;
     clean.flush().context("writing clean.jsonl")?;
     rejected.flush().context("writing rejected.jsonl")?;
+    filtered.flush().context("writing filtered.jsonl")?;
     let read_parse = elapsed_ms(started);
 
     let mut manifest = IngestManifest::new(
@@ -51,6 +55,7 @@ pub fn ingest(input: &Path, out: &Path, config: &IngestConfig) -> anyhow::Result
         IngestOutputs {
             clean: clean_path.display().to_string(),
             rejected: Some(rejected_path.display().to_string()),
+            filtered: Some(filtered_path.display().to_string()),
             manifest: manifest_path.display().to_string(),
         },
         report,
@@ -70,9 +75,10 @@ pub fn ingest(input: &Path, out: &Path, config: &IngestConfig) -> anyhow::Result
     summary::write_report(&mut stdout, &manifest.report)?;
     writeln!(
         stdout,
-        "\n  clean tweets  {}\n  rejections    {}\n  manifest      {}",
+        "\n  clean tweets  {}\n  rejections    {}\n  filtered      {}\n  manifest      {}",
         clean_path.display(),
         rejected_path.display(),
+        filtered_path.display(),
         manifest_path.display()
     )?;
     Ok(())

@@ -325,11 +325,12 @@ fn report(
     let place = |prefix: &str| format!("{}/{prefix}", args.out.trim_end_matches('/'));
     writeln!(
         stdout,
-        "\n  predictions   {}   (one JSON line per tweet)\n  parquet       {}   (dt=YYYY-MM-DD partitions, for Athena)\n  clean tweets  {}\n  rejections    {}   (each with its error and raw record)\n  manifests     {}",
+        "\n  predictions   {}   (one JSON line per tweet)\n  parquet       {}   (dt=YYYY-MM-DD partitions, for Athena)\n  clean tweets  {}\n  rejections    {}   (each with its error and raw record)\n  filtered      {}   (each with its id and reason)\n  manifests     {}",
         place(&layout.predictions),
         place(&layout.predictions_parquet),
         place(&layout.clean),
         place(&layout.rejected),
+        place(&layout.filtered),
         place(&layout.manifests),
     )?;
     Ok(())

@@ -33,6 +33,7 @@ pub mod vars {
     pub const RAW_PREFIX: &str = "RAW_PREFIX";
     pub const CLEAN_PREFIX: &str = "CLEAN_PREFIX";
     pub const REJECTED_PREFIX: &str = "REJECTED_PREFIX";
+    pub const FILTERED_PREFIX: &str = "FILTERED_PREFIX";
     pub const MANIFEST_PREFIX: &str = "MANIFEST_PREFIX";
     pub const MAX_OBJECT_BYTES: &str = "MAX_OBJECT_BYTES";
     pub const MAX_DECOMPRESSED_BYTES: &str = "MAX_DECOMPRESSED_BYTES";
@@ -267,6 +268,7 @@ impl Settings<'_> {
             raw: self.text(vars::RAW_PREFIX, defaults.raw),
             clean: self.text(vars::CLEAN_PREFIX, defaults.clean),
             rejected: self.text(vars::REJECTED_PREFIX, defaults.rejected),
+            filtered: self.text(vars::FILTERED_PREFIX, defaults.filtered),
             manifests: self.text(vars::MANIFEST_PREFIX, defaults.manifests),
             predictions: self.text(vars::PREDICTIONS_PREFIX, defaults.predictions),
             predictions_parquet: self.text(

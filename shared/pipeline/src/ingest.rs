@@ -1,5 +1,5 @@
-//! The ingest use case: one raw object in, `clean/`, `rejected/` and a manifest out, over
-//! any store that implements the ports.
+//! The ingest use case: one raw object in, `clean/`, `rejected/`, `filtered/` and a manifest
+//! out, over any store that implements the ports.
 
 use std::time::Instant;
 
@@ -36,6 +36,9 @@ pub struct IngestOutputs {
     pub clean: String,
     /// Written only when something was rejected.
     pub rejected: Option<String>,
+    /// Written only when something was filtered: one line per filtered record.
+    #[serde(default)]
+    pub filtered: Option<String>,
     pub manifest: String,
 }
 
@@ -86,12 +89,18 @@ pub async fn ingest_object(
     let reader = SyncIoBridge::new(body.reader);
     let key = raw_key.to_owned();
     let options = config.options.clone();
-    let (report, clean, rejected) = tokio::task::spawn_blocking(move || {
-        let mut clean = Payload::new();
-        let mut rejected = Payload::new();
-        let report =
-            tweets::ingest_stream(&key, reader, body.len, &options, &mut clean, &mut rejected)?;
-        Ok::<_, tweets::IngestError>((report, clean, rejected))
+    let (report, outputs) = tokio::task::spawn_blocking(move || {
+        let mut outputs = Outputs::default();
+        let report = tweets::ingest_stream(
+            &key,
+            reader,
+            body.len,
+            &options,
+            &mut outputs.clean,
+            &mut outputs.rejected,
+            &mut outputs.filtered,
+        )?;
+        Ok::<_, tweets::IngestError>((report, outputs))
     })
     .await??;
     let read_parse = elapsed_ms(started);
@@ -102,12 +111,13 @@ pub async fn ingest_object(
         IngestOutputs {
             clean: keys.clean.clone(),
             rejected: (report.rejected > 0).then(|| keys.rejected.clone()),
+            filtered: (report.filtered_total() > 0).then(|| keys.filtered.clone()),
             manifest: keys.manifest.clone(),
         },
         report,
         &config.options,
     );
-    write_outputs(sink, &keys, &manifest, clean, rejected).await?;
+    write_outputs(sink, &keys, &manifest, outputs).await?;
     manifest.timing_ms = IngestTiming {
         read_parse,
         write: elapsed_ms(started),
@@ -137,16 +147,28 @@ impl IngestManifest {
     }
 }
 
+/// What ingest writes besides the manifest, filled while the object streams through.
+#[derive(Default)]
+struct Outputs {
+    clean: Payload,
+    rejected: Payload,
+    filtered: Payload,
+}
+
 async fn write_outputs(
     sink: &impl WriteObject,
     keys: &IngestKeys,
     manifest: &IngestManifest,
-    clean: Payload,
-    rejected: Payload,
+    outputs: Outputs,
 ) -> Result<(), StoreError> {
-    sink.put(&keys.clean, clean, JSON_LINES).await?;
+    sink.put(&keys.clean, outputs.clean, JSON_LINES).await?;
     if manifest.outputs.rejected.is_some() {
-        sink.put(&keys.rejected, rejected, JSON_LINES).await?;
+        sink.put(&keys.rejected, outputs.rejected, JSON_LINES)
+            .await?;
+    }
+    if manifest.outputs.filtered.is_some() {
+        sink.put(&keys.filtered, outputs.filtered, JSON_LINES)
+            .await?;
     }
     Ok(())
 }
@@ -231,6 +253,22 @@ mod tests {
         );
         assert_eq!(rejected.len(), 1);
         assert_eq!(rejected[0]["source"]["line"], 2);
+        let filtered = lines(
+            &buckets
+                .object(BUCKET, "filtered/day one/a+b.jsonl.jsonl")
+                .expect("filtered"),
+        );
+        let reasons: Vec<(&serde_json::Value, &serde_json::Value, &serde_json::Value)> = filtered
+            .iter()
+            .map(|line| (&line["id"], &line["reason"], &line["source"]["line"]))
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                (&"3".into(), &"retweet".into(), &3.into()),
+                (&serde_json::Value::Null, &"not_a_tweet".into(), &4.into())
+            ]
+        );
         assert!(
             rejected[0]["error"]
                 .as_str()

@@ -13,6 +13,8 @@ pub struct Prefixes {
     pub clean: String,
     /// Records ingest could not read, with their errors.
     pub rejected: String,
+    /// Records ingest's filters dropped, each with its id and reason (the audit trail).
+    pub filtered: String,
     /// One JSON manifest per processed object and stage.
     pub manifests: String,
     /// One JSON line per classified tweet, written by classify.
@@ -29,6 +31,7 @@ impl Default for Prefixes {
             raw: "raw/".to_owned(),
             clean: "clean/".to_owned(),
             rejected: "rejected/".to_owned(),
+            filtered: "filtered/".to_owned(),
             manifests: "manifests/".to_owned(),
             predictions: "predictions/".to_owned(),
             predictions_parquet: "predictions-parquet/".to_owned(),
@@ -64,6 +67,7 @@ pub enum KeyError {
 pub struct IngestKeys {
     pub clean: String,
     pub rejected: String,
+    pub filtered: String,
     pub manifest: String,
 }
 
@@ -96,11 +100,12 @@ impl ClassifyKeys {
 const FLATTEN: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b'/').add(b'%');
 
 impl Prefixes {
-    fn roles(&self) -> [(&'static str, &str); 7] {
+    fn roles(&self) -> [(&'static str, &str); 8] {
         [
             ("raw", &self.raw),
             ("clean", &self.clean),
             ("rejected", &self.rejected),
+            ("filtered", &self.filtered),
             ("manifests", &self.manifests),
             ("predictions", &self.predictions),
             ("predictions_parquet", &self.predictions_parquet),
@@ -134,16 +139,18 @@ impl Prefixes {
         Ok(())
     }
 
-    /// The outputs of ingesting `raw_key`: `clean/<rel>.jsonl`, `rejected/<rel>.jsonl` and
-    /// `manifests/ingest/<rel>.manifest.json`, where `<rel>` is the key below the raw prefix.
+    /// The outputs of ingesting `raw_key`: `clean/<rel>.jsonl`, `rejected/<rel>.jsonl`,
+    /// `filtered/<rel>.jsonl` and `manifests/ingest/<rel>.manifest.json`, where `<rel>` is the
+    /// key below the raw prefix.
     pub fn ingest_keys(&self, raw_key: &str) -> Result<IngestKeys, KeyError> {
         let relative = relative_key(raw_key, &self.raw)?;
         let keys = IngestKeys {
             clean: format!("{}{relative}.jsonl", self.clean),
             rejected: format!("{}{relative}.jsonl", self.rejected),
+            filtered: format!("{}{relative}.jsonl", self.filtered),
             manifest: format!("{}ingest/{relative}.manifest.json", self.manifests),
         };
-        for key in [&keys.clean, &keys.rejected, &keys.manifest] {
+        for key in [&keys.clean, &keys.rejected, &keys.filtered, &keys.manifest] {
             ensure_outside(key, &self.raw)?;
         }
         Ok(keys)

@@ -110,6 +110,16 @@ impl Rejection {
     }
 }
 
+/// One line of `filtered/`: which record a filter dropped, and why. Its lines add up to the
+/// manifest's `filtered` counts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilteredRecord {
+    /// The tweet's id; `None` for a record that is not a tweet (a stream `delete`, …).
+    pub id: Option<String>,
+    pub source: SourceRef,
+    pub reason: FilterReason,
+}
+
 /// Failures that stop an object without a verdict on its records: retry them.
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -133,8 +143,8 @@ pub enum IngestError {
     },
 }
 
-/// Reads one raw object from `input`, writes each kept tweet as a JSON line to `kept_out`
-/// and each rejection to `rejected_out`.
+/// Reads one raw object from `input`, writes each kept tweet as a JSON line to `kept_out`,
+/// each rejection to `rejected_out` and each filtered record to `filtered_out`.
 ///
 /// `key` names the object in every record's `source`. `stored_len` is the object's size when
 /// the storage knows it (enables the size checks before reading).
@@ -145,6 +155,7 @@ pub fn ingest_stream(
     options: &IngestOptions,
     kept_out: &mut impl Write,
     rejected_out: &mut impl Write,
+    filtered_out: &mut impl Write,
 ) -> Result<Report, IngestError> {
     let mut run = Run {
         key,
@@ -153,6 +164,7 @@ pub fn ingest_stream(
         report: Report::default(),
         kept_out,
         rejected_out,
+        filtered_out,
     };
     match OpenedInput::open(input, stored_len, &options.limits) {
         Ok(opened) => run.read_all(opened)?,
@@ -171,16 +183,17 @@ pub fn ingest_stream(
     Ok(report)
 }
 
-struct Run<'a, K, J> {
+struct Run<'a, K, J, F> {
     key: &'a str,
     options: &'a IngestOptions,
     filters: Filters,
     report: Report,
     kept_out: &'a mut K,
     rejected_out: &'a mut J,
+    filtered_out: &'a mut F,
 }
 
-impl<K: Write, J: Write> Run<'_, K, J> {
+impl<K: Write, J: Write, F: Write> Run<'_, K, J, F> {
     fn read_all(&mut self, opened: OpenedInput<'_>) -> Result<(), IngestError> {
         let OpenedInput {
             mut reader,
@@ -213,7 +226,7 @@ impl<K: Write, J: Write> Run<'_, K, J> {
                 let at = source(self);
                 match record {
                     Record::Tweet(parsed) => self.keep_or_filter(*parsed, at)?,
-                    Record::NotATweet { .. } => self.count_filtered(FilterReason::NotATweet),
+                    Record::NotATweet { .. } => self.filter(None, at, FilterReason::NotATweet)?,
                     Record::Invalid { error, raw } => {
                         let raw = raw.as_deref().map_or(&frame.bytes[..], str::as_bytes);
                         self.reject(at, frame.len, error, Some((raw, false)))?;
@@ -268,7 +281,7 @@ impl<K: Write, J: Write> Run<'_, K, J> {
         let warnings = std::mem::take(&mut parsed.warnings);
         let tweet = finish_tweet(parsed, &self.options.cleaning, source);
         match self.filters.check(&tweet) {
-            Some(reason) => self.count_filtered(reason),
+            Some(reason) => self.filter(Some(tweet.id), tweet.source, reason)?,
             None => {
                 write_json_line(self.kept_out, &tweet, "clean tweets")?;
                 self.report.kept += 1;
@@ -286,8 +299,16 @@ impl<K: Write, J: Write> Run<'_, K, J> {
         Ok(())
     }
 
-    fn count_filtered(&mut self, reason: FilterReason) {
+    fn filter(
+        &mut self,
+        id: Option<String>,
+        source: SourceRef,
+        reason: FilterReason,
+    ) -> Result<(), IngestError> {
+        let record = FilteredRecord { id, source, reason };
+        write_json_line(self.filtered_out, &record, "filtered records")?;
         *self.report.filtered.entry(reason).or_default() += 1;
+        Ok(())
     }
 
     fn reject(
