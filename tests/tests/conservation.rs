@@ -148,7 +148,7 @@ fn check_conserved(
 fn own_cases_have_the_expected_outcomes() {
     for (file, (records_in, kept, filtered, rejected)) in EXPECTED {
         let path = repo_root().join(file);
-        let (report, tweets, rejections) = ingest_file(&path);
+        let (report, _, _) = ingest_file(&path);
         let expected_filtered: BTreeMap<FilterReason, u64> = filtered.iter().copied().collect();
         assert_eq!(
             (
@@ -266,7 +266,7 @@ fn real_v2_payloads_parse_without_rejections_and_resolve_authors() {
 fn example_files_add_up_to_the_documented_run() {
     let mut total = Report::default();
     for path in files_under("examples/raw") {
-        let (report, tweets, rejections) = ingest_file(&path);
+        let (report, _, _) = ingest_file(&path);
         total.absorb(&report);
     }
     use FilterReason::*;
