@@ -751,6 +751,17 @@ mod tests {
         }
     }
 
+    /// Every record, each of which must be a tweet.
+    fn all_tweets(records: &[Record]) -> Vec<&ParsedTweet> {
+        records
+            .iter()
+            .map(|record| match record {
+                Record::Tweet(tweet) => tweet.as_ref(),
+                other => panic!("expected every record to be a tweet, got {other:?}"),
+            })
+            .collect()
+    }
+
     fn invalid(json: &str) -> String {
         match parse(json).as_slice() {
             [Record::Invalid { error, .. }] => error.clone(),
@@ -862,13 +873,7 @@ mod tests {
                 "includes": {"users": [{"id": "1", "username": "alice"}, {"id": "2", "username": "bob"}],
                              "tweets": [{"id": "9", "text": "bob's full text", "author_id": "2"}]}}"#,
         );
-        let tweets: Vec<&ParsedTweet> = records
-            .iter()
-            .map(|record| match record {
-                Record::Tweet(tweet) => tweet.as_ref(),
-                other => panic!("expected tweet, got {other:?}"),
-            })
-            .collect();
+        let tweets = all_tweets(&records);
         assert_eq!(tweets[0].author_handle.as_deref(), Some("alice"));
         assert_eq!(tweets[0].hashtags, vec!["rust"]);
         assert_eq!(
@@ -890,13 +895,7 @@ mod tests {
                 "includes": {"users": [{"id": "1", "username": "alice"}, {"username": "no id"}],
                              "tweets": [{"id": "9", "text": ["not", "text"]}]}}"#,
         );
-        let tweets: Vec<&ParsedTweet> = records
-            .iter()
-            .map(|record| match record {
-                Record::Tweet(tweet) => tweet.as_ref(),
-                other => panic!("every tweet is kept, got {other:?}"),
-            })
-            .collect();
+        let tweets = all_tweets(&records);
         assert_eq!(tweets.len(), 3);
         assert_eq!(tweets[0].author_handle.as_deref(), Some("alice"));
         assert_eq!(tweets[1].author_handle, None);
