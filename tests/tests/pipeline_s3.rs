@@ -197,12 +197,13 @@ async fn every_shape_ends_as_exactly_one_prediction_per_kept_tweet() {
     // Every kept tweet of every example and fixture (their outcomes: tests/conservation.rs).
     assert_eq!(total_kept, 67);
 
-    // Classify wrote only under its own output prefixes.
+    // Ingest and classify wrote only under their own output prefixes.
     for key in moto::keys(&stack.client, BUCKET).await {
         let allowed = [
             "raw/",
             "clean/",
             "rejected/",
+            "filtered/",
             "manifests/ingest/",
             "manifests/classify/",
             "predictions/",
