@@ -17,6 +17,27 @@ fn tweetclf(args: &[&str]) -> Command {
     command
 }
 
+/// `tweetclf train` over the bundled model's encoder, `extra` flags after the required ones.
+fn train_command(train: &Path, valid: &Path, out: &Path, name: &str, extra: &[&str]) -> Command {
+    let utf8 = |path: &Path| path.to_str().expect("UTF-8 path").to_owned();
+    let (train, valid, out) = (utf8(train), utf8(valid), utf8(out));
+    let mut args = vec![
+        "train",
+        "--train",
+        &train,
+        "--valid",
+        &valid,
+        "--base",
+        "models/sentiment",
+        "--out",
+        &out,
+        "--name",
+        name,
+    ];
+    args.extend_from_slice(extra);
+    tweetclf(&args)
+}
+
 fn run(command: &mut Command) -> (Output, String, String) {
     let output = command.output().expect("tweetclf runs");
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
@@ -356,23 +377,13 @@ fn train_writes_a_model_directory_that_classify_loads() {
         .collect();
     std::fs::write(data.path().join("valid.csv"), csv).expect("write");
     let out = data.path().join("model");
-    let (output, stdout, stderr) = run(&mut tweetclf(&[
-        "train",
-        "--train",
-        data.path().join("train.jsonl").to_str().expect("UTF-8"),
-        "--valid",
-        data.path().join("valid.csv").to_str().expect("UTF-8"),
-        "--base",
-        "models/sentiment",
-        "--out",
-        out.to_str().expect("UTF-8"),
-        "--name",
+    let (output, stdout, stderr) = run(&mut train_command(
+        &data.path().join("train.jsonl"),
+        &data.path().join("valid.csv"),
+        &out,
         "mood",
-        "--epochs",
-        "40",
-        "--learning-rate",
-        "0.05",
-    ]));
+        &["--epochs", "40", "--learning-rate", "0.05"],
+    ));
     assert!(output.status.success(), "{stderr}");
     assert!(stdout.contains("trained mood (2 labels"), "{stdout}");
     let labels = read_labels(&out);
@@ -399,22 +410,10 @@ fn train_writes_a_model_directory_that_classify_loads() {
 fn fine_tuning_stops_when_asked_and_resumes_from_its_checkpoint() {
     let data = tempfile::tempdir().expect("temp dir");
     let mood = mood_data(data.path());
-    let mood = mood.to_str().expect("UTF-8");
     let out = data.path().join("model");
     let checkpoints = data.path().join("model.checkpoints");
     let train = |extra: &[&str]| {
         let mut args = vec![
-            "train",
-            "--train",
-            mood,
-            "--valid",
-            mood,
-            "--base",
-            "models/sentiment",
-            "--out",
-            out.to_str().expect("UTF-8"),
-            "--name",
-            "mood",
             "--mode",
             "top",
             "--layers",
@@ -429,7 +428,7 @@ fn fine_tuning_stops_when_asked_and_resumes_from_its_checkpoint() {
             "0.0005",
         ];
         args.extend_from_slice(extra);
-        run(&mut tweetclf(&args))
+        run(&mut train_command(&mood, &mood, &out, "mood", &args))
     };
 
     let (output, stdout, stderr) = train(&["--stop-after", "1"]);
@@ -501,29 +500,23 @@ fn train_reads_multi_label_yes_no_columns() {
     let path = data.path().join("aid.csv");
     std::fs::write(&path, csv).expect("write");
     let out = data.path().join("model");
-    let path = path.to_str().expect("UTF-8");
-    let (output, stdout, stderr) = run(&mut tweetclf(&[
-        "train",
-        "--train",
-        path,
-        "--valid",
-        path,
-        "--base",
-        "models/sentiment",
-        "--out",
-        out.to_str().expect("UTF-8"),
-        "--name",
+    let (output, stdout, stderr) = run(&mut train_command(
+        &path,
+        &path,
+        &out,
         "aid",
-        "--text-column",
-        "message",
-        "--label-columns",
-        "food,water",
-        "--epochs",
-        "60",
-        "--learning-rate",
-        "0.05",
-        "--no-class-weights",
-    ]));
+        &[
+            "--text-column",
+            "message",
+            "--label-columns",
+            "food,water",
+            "--epochs",
+            "60",
+            "--learning-rate",
+            "0.05",
+            "--no-class-weights",
+        ],
+    ));
     assert!(output.status.success(), "{stderr}");
     assert!(
         stdout.contains("trained aid (2 labels, MultiLabel"),
@@ -548,19 +541,13 @@ fn train_refuses_validation_labels_it_never_saw() {
         "{\"text\": \"c\", \"label\": \"z\"}\n",
     )
     .expect("write");
-    let (output, _, stderr) = run(&mut tweetclf(&[
-        "train",
-        "--train",
-        data.path().join("train.jsonl").to_str().expect("UTF-8"),
-        "--valid",
-        data.path().join("valid.jsonl").to_str().expect("UTF-8"),
-        "--base",
-        "models/sentiment",
-        "--out",
-        data.path().join("model").to_str().expect("UTF-8"),
-        "--name",
+    let (output, _, stderr) = run(&mut train_command(
+        &data.path().join("train.jsonl"),
+        &data.path().join("valid.jsonl"),
+        &data.path().join("model"),
         "x",
-    ]));
+        &[],
+    ));
     assert!(!output.status.success());
     assert!(
         stderr.contains("label `z` never appears in the training data"),
@@ -572,23 +559,13 @@ fn train_refuses_validation_labels_it_never_saw() {
 fn train_refuses_a_rule_left_out_of_clean_v1_before_any_work() {
     let data = tempfile::tempdir().expect("temp dir");
     let train = mood_data(data.path());
-    let (output, _, stderr) = run(&mut tweetclf(&[
-        "train",
-        "--train",
-        train.to_str().expect("UTF-8"),
-        "--valid",
-        train.to_str().expect("UTF-8"),
-        "--base",
-        "models/sentiment",
-        "--out",
-        data.path().join("model").to_str().expect("UTF-8"),
-        "--name",
+    let (output, _, stderr) = run(&mut train_command(
+        &train,
+        &train,
+        &data.path().join("model"),
         "x",
-        "--cleaning",
-        "clean-v1",
-        "--leave-out-rule",
-        "emoticons",
-    ]));
+        &["--cleaning", "clean-v1", "--leave-out-rule", "emoticons"],
+    ));
     assert!(!output.status.success());
     assert!(
         stderr.contains("clean-v1 has no rules to leave out"),
