@@ -45,6 +45,11 @@ fn run(command: &mut Command) -> (Output, String, String) {
     (output, stdout, stderr)
 }
 
+/// Every file below `folder`, sorted.
+fn files(folder: &Path) -> Vec<PathBuf> {
+    pipeline::local::files_below(folder).expect("folder listed")
+}
+
 fn manifest(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(path).expect("manifest exists")).expect("manifest JSON")
 }
@@ -60,10 +65,9 @@ fn run_with_defaults_ingests_the_bundled_examples_into_the_bucket_layout() {
     assert!(stdout.contains("kept                29"), "{stdout}");
     assert!(stdout.contains("duplicate_id"), "{stdout}");
 
-    let manifests = out.path().join("manifests/ingest");
     let mut kept = 0;
-    for entry in std::fs::read_dir(&manifests).expect("manifests written") {
-        let manifest = manifest(&entry.expect("entry").path());
+    for path in files(&out.path().join("manifests/ingest")) {
+        let manifest = manifest(&path);
         let filtered: u64 = manifest["filtered"]
             .as_object()
             .expect("filtered map")
@@ -81,8 +85,8 @@ fn run_with_defaults_ingests_the_bundled_examples_into_the_bucket_layout() {
     assert_eq!(kept, 29);
     // The audit trail: every filtered record of the examples has its line, with a reason.
     let mut filtered_lines = Vec::new();
-    for entry in std::fs::read_dir(out.path().join("filtered")).expect("filtered/ written") {
-        let text = std::fs::read_to_string(entry.expect("entry").path()).expect("readable");
+    for path in files(&out.path().join("filtered")) {
+        let text = std::fs::read_to_string(path).expect("readable");
         filtered_lines.extend(text.lines().map(|line| {
             serde_json::from_str::<serde_json::Value>(line).expect("JSON line")["reason"]
                 .as_str()
@@ -93,7 +97,7 @@ fn run_with_defaults_ingests_the_bundled_examples_into_the_bucket_layout() {
     assert_eq!(filtered_lines.len(), 9, "{filtered_lines:?}");
     assert!(
         out.path()
-            .join("clean/v1.1 search airlines.json.jsonl")
+            .join("clean/v1.1 search airlines.json/part-00000-of-00001.jsonl")
             .is_file()
     );
     assert!(
@@ -105,8 +109,8 @@ fn run_with_defaults_ingests_the_bundled_examples_into_the_bucket_layout() {
     // Every kept tweet has exactly one prediction, by the bundled model.
     assert!(stdout.contains("classified          29"), "{stdout}");
     let mut predicted_ids = Vec::new();
-    for entry in std::fs::read_dir(out.path().join("predictions")).expect("predictions") {
-        let text = std::fs::read_to_string(entry.expect("entry").path()).expect("readable");
+    for path in files(&out.path().join("predictions")) {
+        let text = std::fs::read_to_string(path).expect("readable");
         for line in text.lines() {
             let record: serde_json::Value = serde_json::from_str(line).expect("JSON line");
             assert_eq!(record["model_name"], "sentiment");
@@ -131,9 +135,64 @@ fn run_with_defaults_ingests_the_bundled_examples_into_the_bucket_layout() {
     );
     assert!(
         out.path()
-            .join("manifests/classify/v1.1 search airlines.json.manifest.json")
+            .join("manifests/classify/v1.1 search airlines.json/part-00000-of-00001.manifest.json")
             .is_file()
     );
+}
+
+/// Ids of the tweets in every JSON Lines file below `folder`, in file then line order.
+fn ids_below(folder: &Path) -> Vec<String> {
+    files(folder)
+        .iter()
+        .flat_map(|path| {
+            let text = std::fs::read_to_string(path).expect("readable");
+            text.lines()
+                .map(|line| {
+                    let record: serde_json::Value = serde_json::from_str(line).expect("JSON line");
+                    record["id"].as_str().expect("id").to_owned()
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+fn run_classifies_parts_and_a_new_split_leaves_no_stale_outputs() {
+    let out = tempfile::tempdir().expect("temp dir");
+    let out_arg = out.path().to_str().expect("UTF-8 path");
+    let input = "examples/raw/v1.1 search airlines.json";
+    let run_in_parts = |max: &str| {
+        let (output, stdout, stderr) =
+            run(tweetclf(&["run", input, "--out", out_arg]).env("CLEAN_PART_MAX_TWEETS", max));
+        assert!(output.status.success(), "{stderr}");
+        stdout
+    };
+    run_in_parts("2");
+    let clean = out.path().join("clean/v1.1 search airlines.json");
+    let first: Vec<PathBuf> = files(&clean);
+    assert!(first.len() >= 3, "{first:?}");
+    let clean_ids = ids_below(&clean);
+    assert_eq!(ids_below(&out.path().join("predictions")), clean_ids);
+
+    let stdout = run_in_parts("100");
+    assert!(
+        stdout.contains(&format!("classified          {}", clean_ids.len())),
+        "{stdout}"
+    );
+    assert_eq!(
+        files(&clean),
+        [clean.join("part-00000-of-00001.jsonl")],
+        "the first split's parts are gone"
+    );
+    assert_eq!(ids_below(&out.path().join("predictions")), clean_ids);
+    let leftovers: Vec<PathBuf> = files(out.path())
+        .into_iter()
+        .filter(|path| {
+            path.to_string_lossy().contains("-of-0000")
+                && !path.to_string_lossy().contains("-of-00001")
+        })
+        .collect();
+    assert!(leftovers.is_empty(), "stale outputs: {leftovers:?}");
 }
 
 #[test]

@@ -35,7 +35,17 @@ pub fn encode_event_key(key: &str) -> String {
 /// The documented `ObjectCreated:Put` notification (infra/events/ingest-s3-put.json, as
 /// shown in the AWS Lambda developer guide) for `key` in `bucket`.
 pub fn s3_put_event(bucket: &str, key: &str) -> Value {
-    let path = repo_root().join("infra/events/ingest-s3-put.json");
+    s3_event("ingest-s3-put.json", bucket, key)
+}
+
+/// The documented `ObjectRemoved:Delete` notification (infra/events/classify-s3-delete.json)
+/// for `key` in `bucket`.
+pub fn s3_delete_event(bucket: &str, key: &str) -> Value {
+    s3_event("classify-s3-delete.json", bucket, key)
+}
+
+fn s3_event(fixture: &str, bucket: &str, key: &str) -> Value {
+    let path = repo_root().join("infra/events").join(fixture);
     let text = std::fs::read_to_string(&path).expect("event fixture is readable");
     let mut event: Value = serde_json::from_str(&text).expect("event fixture is JSON");
     let record = &mut event["Records"][0]["s3"];

@@ -4,11 +4,12 @@
 //! real classify handler with the bundled Candle model.
 
 use std::collections::BTreeSet;
+use std::num::NonZeroUsize;
 
 use arrow_array::{Array, StringArray};
 use bytes::Bytes;
 use integration_tests::moto::{self, MotoServer};
-use integration_tests::{repo_root, s3_put_event};
+use integration_tests::{repo_root, s3_delete_event, s3_put_event};
 use lambda_runtime::{Context, LambdaEvent};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use pipeline::backend::Backend;
@@ -81,7 +82,9 @@ async fn drop_and_process(
     let ingest_manifest: IngestManifest =
         serde_json::from_slice(&object(stack, manifest).await).expect("ingest manifest");
 
-    let clean_key = &ingest_manifest.outputs.clean;
+    let [clean_key] = ingest_manifest.outputs.clean_parts.as_slice() else {
+        panic!("{raw_key}: one part expected: {ingest_manifest:?}");
+    };
     let classified = stack
         .classify
         .handle(invoke(s3_put_event(BUCKET, clean_key)))
@@ -157,7 +160,7 @@ async fn every_shape_ends_as_exactly_one_prediction_per_kept_tweet() {
         let (ingested, classified) =
             drop_and_process(&stack, &raw_key, std::fs::read(path).expect("readable")).await;
 
-        let clean_ids: Vec<String> = lines(&object(&stack, &ingested.outputs.clean).await)
+        let clean_ids: Vec<String> = lines(&object(&stack, &ingested.outputs.clean_parts[0]).await)
             .iter()
             .map(|tweet| tweet["id"].as_str().expect("id").to_owned())
             .collect();
@@ -282,7 +285,10 @@ async fn neither_function_acts_on_its_own_outputs() {
     }
     let response = stack
         .ingest
-        .handle(invoke(s3_put_event(BUCKET, &ingested.outputs.clean)))
+        .handle(invoke(s3_put_event(
+            BUCKET,
+            &ingested.outputs.clean_parts[0],
+        )))
         .await
         .expect("skipped");
     assert!(matches!(
@@ -324,4 +330,122 @@ async fn the_console_form_and_a_corrupt_clean_line() {
     assert_eq!(predictions[0]["label"], "positive");
     let rejected = lines(&object(&stack, "predictions-rejected/hand made.jsonl").await);
     assert_eq!(rejected[0]["source"]["line"], 2);
+}
+
+/// Ingests `raw_key` with parts of at most `part_max_tweets`, then classifies every part
+/// from its own notification; returns the ingest manifest.
+async fn ingest_in_parts(stack: &Stack, raw_key: &str, part_max_tweets: usize) -> IngestManifest {
+    let config = IngestConfig {
+        part_max_tweets: NonZeroUsize::new(part_max_tweets).expect("positive"),
+        ..IngestConfig::default()
+    };
+    let handler = ingest::Handler::new(S3Buckets::new(stack.client.clone()), config);
+    let response = handler
+        .handle(invoke(s3_put_event(BUCKET, raw_key)))
+        .await
+        .expect("ingested");
+    let ingest::Status::Ingested { manifest, .. } = &response.objects[0].status else {
+        panic!("{raw_key} was not ingested: {response:?}");
+    };
+    let manifest: IngestManifest =
+        serde_json::from_slice(&object(stack, manifest).await).expect("ingest manifest");
+    for part in &manifest.outputs.clean_parts {
+        let response = stack
+            .classify
+            .handle(invoke(s3_put_event(BUCKET, part)))
+            .await
+            .expect("classified");
+        assert!(
+            matches!(
+                response.objects[0].status,
+                classify::Status::Classified { .. }
+            ),
+            "{response:?}"
+        );
+    }
+    manifest
+}
+
+async fn keys_under(stack: &Stack, prefix: &str) -> Vec<String> {
+    let mut keys = moto::keys(&stack.client, BUCKET).await;
+    keys.retain(|key| key.starts_with(prefix));
+    keys
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_big_object_is_classified_part_by_part_and_a_new_split_retracts_the_old_parts() {
+    let stack = stack().await;
+    let ids: Vec<String> = (0..10).map(|id| format!("10{id}")).collect();
+    // Three days, so each part writes Parquet to more than one partition.
+    let raw: String = ids
+        .iter()
+        .enumerate()
+        .map(|(index, id)| {
+            format!(
+                "{{\"id_str\":\"{id}\",\"created_at\":\"2024-05-0{}T10:00:00Z\",\
+                 \"text\":\"flight number {id} left on time, thanks\"}}\n",
+                1 + index % 3
+            )
+        })
+        .collect();
+    moto::put(
+        &stack.client,
+        BUCKET,
+        "raw/big dump.jsonl",
+        raw.into_bytes(),
+    )
+    .await;
+
+    let first = ingest_in_parts(&stack, "raw/big dump.jsonl", 3).await;
+    assert_eq!(first.outputs.clean_parts.len(), 4);
+    let second = ingest_in_parts(&stack, "raw/big dump.jsonl", 4).await;
+    assert_eq!(
+        second.outputs.clean_parts,
+        [
+            "clean/big dump.jsonl/part-00000-of-00003.jsonl",
+            "clean/big dump.jsonl/part-00001-of-00003.jsonl",
+            "clean/big dump.jsonl/part-00002-of-00003.jsonl",
+        ]
+    );
+    // Ingest deleted the first split's parts; S3 tells classify, which retracts their outputs.
+    assert_eq!(
+        keys_under(&stack, "clean/").await,
+        second.outputs.clean_parts
+    );
+    for stale in &first.outputs.clean_parts {
+        let response = stack
+            .classify
+            .handle(invoke(s3_delete_event(BUCKET, stale)))
+            .await
+            .expect("retracted");
+        assert!(
+            matches!(
+                response.objects[0].status,
+                classify::Status::Retracted { .. }
+            ),
+            "{response:?}"
+        );
+    }
+
+    let mut predicted = Vec::new();
+    for key in keys_under(&stack, "predictions/").await {
+        assert!(key.contains("-of-00003"), "{key} is stale");
+        predicted.extend(
+            lines(&object(&stack, &key).await)
+                .iter()
+                .map(|record| record["id"].as_str().expect("id").to_owned()),
+        );
+    }
+    assert_eq!(
+        predicted, ids,
+        "every tweet once, in order, across the parts"
+    );
+    let mut in_parquet = Vec::new();
+    for key in keys_under(&stack, "predictions-parquet/").await {
+        assert!(key.contains("-of-00003"), "{key} is stale");
+        in_parquet.extend(parquet_ids(object(&stack, &key).await));
+    }
+    in_parquet.sort();
+    assert_eq!(in_parquet, ids, "every tweet once in Parquet");
+    assert_eq!(keys_under(&stack, "manifests/classify/").await.len(), 3);
 }

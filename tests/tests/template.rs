@@ -8,7 +8,7 @@ use bytes::Bytes;
 use integration_tests::repo_root;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use pipeline::parquet_table::PartitionedPredictions;
-use pipeline::{PredictionRecord, Prefixes};
+use pipeline::{IngestConfig, PredictionRecord, Prefixes};
 use serde_json::Value;
 
 fn template() -> Value {
@@ -61,14 +61,19 @@ fn object_prefix(resource: &str) -> Option<String> {
     Some(key.trim_end_matches('*').to_owned())
 }
 
-/// The `prefix` filter of each S3 event of a function.
+/// The `prefix` filter of each S3 event of a function for objects created.
 fn trigger_prefixes(function: &Value) -> Vec<String> {
+    event_prefixes(function, "s3:ObjectCreated:*")
+}
+
+/// The `prefix` filter of each S3 event of a function for `s3_event`.
+fn event_prefixes(function: &Value, s3_event: &str) -> Vec<String> {
     let Some(events) = function["Properties"]["Events"].as_object() else {
         return Vec::new();
     };
     events
         .values()
-        .filter(|event| event["Type"] == "S3")
+        .filter(|event| event["Type"] == "S3" && event["Properties"]["Events"] == s3_event)
         .flat_map(|event| {
             as_list(&event["Properties"]["Filter"]["S3Key"]["Rules"])
                 .into_iter()
@@ -80,12 +85,17 @@ fn trigger_prefixes(function: &Value) -> Vec<String> {
 }
 
 fn put_prefixes(resource: &Value) -> Vec<String> {
+    action_prefixes(resource, "s3:PutObject")
+}
+
+/// The object prefixes a resource's policies allow `action` on.
+fn action_prefixes(resource: &Value, action: &str) -> Vec<String> {
     statements(resource)
         .into_iter()
         .filter(|statement| {
             as_list(&statement["Action"])
                 .iter()
-                .any(|action| action.as_str() == Some("s3:PutObject"))
+                .any(|granted| granted.as_str() == Some(action))
         })
         .flat_map(|statement| as_list(&statement["Resource"]))
         .filter_map(|resource| object_prefix(&resource_text(resource)))
@@ -180,6 +190,26 @@ fn no_function_writes_under_a_prefix_that_triggers_it_and_triggers_form_no_loop(
             }
         }
     }
+    // Deletions feed only classify's retraction of a deleted clean part, which deletes
+    // nothing that triggers anything.
+    for (name, function) in functions(&template) {
+        let deleted = action_prefixes(function, "s3:DeleteObject");
+        for (other, other_function) in functions(&template) {
+            let watched = [
+                event_prefixes(other_function, "s3:ObjectRemoved:*"),
+                trigger_prefixes(other_function),
+            ]
+            .concat();
+            for prefix in &deleted {
+                let feeds = watched.iter().any(|trigger| overlaps(trigger, prefix));
+                let expected = name == "IngestFunction" && other == "ClassifyFunction";
+                assert!(
+                    !feeds || (expected && prefix == "clean/"),
+                    "{name} deletes {prefix}*, which {other} watches"
+                );
+            }
+        }
+    }
     // Trigger prefixes never overlap each other.
     let all: Vec<&String> = triggers.values().flatten().collect();
     for (index, a) in all.iter().enumerate() {
@@ -219,6 +249,37 @@ fn the_template_follows_the_key_contract() {
     assert_eq!(
         environment("IngestFunction", "FILTERED_PREFIX"),
         Some(prefixes.filtered.clone())
+    );
+    assert_eq!(
+        action_prefixes(functions[&"IngestFunction".to_owned()], "s3:DeleteObject"),
+        vec![
+            prefixes.clean.clone(),
+            prefixes.rejected.clone(),
+            prefixes.filtered.clone()
+        ]
+    );
+    assert_eq!(
+        functions[&"IngestFunction".to_owned()]["Properties"]["Environment"]["Variables"]["CLEAN_PART_MAX_TWEETS"]
+            ["Ref"],
+        "CleanPartMaxTweets"
+    );
+    assert_eq!(
+        template["Parameters"]["CleanPartMaxTweets"]["Default"],
+        IngestConfig::DEFAULT_PART_MAX_TWEETS.get()
+    );
+    let classify = functions[&"ClassifyFunction".to_owned()];
+    assert_eq!(
+        event_prefixes(classify, "s3:ObjectRemoved:*"),
+        vec![prefixes.clean.clone()]
+    );
+    assert_eq!(
+        action_prefixes(classify, "s3:DeleteObject"),
+        vec![
+            prefixes.predictions.clone(),
+            prefixes.predictions_parquet.clone(),
+            prefixes.predictions_rejected.clone(),
+            format!("{}classify/", prefixes.manifests)
+        ]
     );
     let expiring: Vec<&str> = as_list(
         &resources(&template)["TweetsBucket"]["Properties"]["LifecycleConfiguration"]["Rules"],

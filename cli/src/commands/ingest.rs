@@ -1,4 +1,5 @@
-//! `tweetclf ingest FILE --out DIR`: one file, flat outputs, no bucket layout.
+//! `tweetclf ingest FILE --out DIR`: one file, flat outputs (one clean file, never split
+//! into parts), no bucket layout.
 
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
@@ -53,7 +54,7 @@ pub fn ingest(input: &Path, out: &Path, config: &IngestConfig) -> anyhow::Result
     let mut manifest = IngestManifest::new(
         &key,
         IngestOutputs {
-            clean: clean_path.display().to_string(),
+            clean_parts: vec![clean_path.display().to_string()],
             rejected: Some(rejected_path.display().to_string()),
             filtered: Some(filtered_path.display().to_string()),
             manifest: manifest_path.display().to_string(),

@@ -16,8 +16,9 @@ use pipeline::local::LocalDir;
 use pipeline::rebased::Rebased;
 use pipeline::s3::{S3Bucket, S3Buckets, client};
 use pipeline::{
-    BackendConfig, Buckets, CandleConfig, Classify, ClassifyConfig, IngestConfig, ObjectBody,
-    Payload, ReadObject, StoreError, WriteObject, classify_object, ingest_object,
+    BackendConfig, Buckets, CandleConfig, Classify, ClassifyConfig, ClassifyManifest, DeleteObject,
+    IngestConfig, ListObjects, ObjectBody, Payload, ReadObject, StoreError, WriteObject,
+    classify_object, ingest_object, retract_classify_outputs,
 };
 use tweets::Report;
 
@@ -80,6 +81,24 @@ impl ReadObject for Store {
         match self {
             Self::Local(store) => store.get(key).await,
             Self::S3(store) => store.get(key).await,
+        }
+    }
+}
+
+impl ListObjects for Store {
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        match self {
+            Self::Local(store) => store.list(prefix).await,
+            Self::S3(store) => store.list(prefix).await,
+        }
+    }
+}
+
+impl DeleteObject for Store {
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        match self {
+            Self::Local(store) => store.delete(key).await,
+            Self::S3(store) => store.delete(key).await,
         }
     }
 }
@@ -194,41 +213,17 @@ async fn run_async(
     let started = Instant::now();
     let mut totals = Totals::default();
     let mut failures = Vec::new();
+    let stages = Stages {
+        source: &source,
+        sink: &sink,
+        backend: &backend,
+        ingest,
+        classify,
+    };
     for key in &keys {
-        progress.set_message(format!("ingesting {key}"));
-        let manifest = match ingest_object(&source, &sink, key, ingest).await {
-            Ok(manifest) => manifest,
-            Err(error) => {
-                failures.push((key.clone(), anyhow::Error::from(error)));
-                progress.inc(1);
-                continue;
-            }
-        };
-        totals.ingest.absorb(&manifest.report);
-        progress.set_message(format!("classifying {key}"));
-        match classify_object(
-            &sink,
-            &sink,
-            &backend,
-            &manifest.outputs.clean,
-            classify,
-            None,
-        )
-        .await
-        {
-            Ok(classified) => {
-                totals.predicted += classified.predicted;
-                totals.classify_rejected += classified.rejected;
-                totals.unlabelled += classified.unlabelled;
-                for (label, count) in classified.label_counts {
-                    *totals.labels.entry(label).or_default() += count;
-                }
-                totals.classify_time += Duration::from_millis(
-                    classified.timing_ms.tokenize + classified.timing_ms.infer,
-                );
-            }
-            Err(error) => failures.push((manifest.outputs.clean, anyhow::Error::from(error))),
-        }
+        stages
+            .run_file(key, &progress, &mut totals, &mut failures)
+            .await;
         progress.inc(1);
     }
     progress.finish_and_clear();
@@ -254,6 +249,72 @@ async fn run_async(
     Ok(())
 }
 
+/// The stores, the model and the settings every file goes through.
+struct Stages<'a> {
+    source: &'a Store,
+    sink: &'a Store,
+    backend: &'a Backend,
+    ingest: &'a IngestConfig,
+    classify: &'a ClassifyConfig,
+}
+
+impl Stages<'_> {
+    /// One raw file through ingest, then each of its clean parts through classify, as the
+    /// functions do in a bucket; the outputs of parts an earlier run wrote and this one
+    /// superseded are deleted as classify deletes them. Failures are collected, not fatal.
+    async fn run_file(
+        &self,
+        key: &str,
+        progress: &ProgressBar,
+        totals: &mut Totals,
+        failures: &mut Vec<(String, anyhow::Error)>,
+    ) {
+        progress.set_message(format!("ingesting {key}"));
+        let ingested = match ingest_object(self.source, self.sink, key, self.ingest).await {
+            Ok(ingested) => ingested,
+            Err(error) => return failures.push((key.to_owned(), error.into())),
+        };
+        totals.ingest.absorb(&ingested.manifest.report);
+        for stale in &ingested.removed_parts {
+            let retracted =
+                retract_classify_outputs(self.sink, stale, &self.classify.prefixes).await;
+            if let Err(error) = retracted {
+                failures.push((stale.clone(), error.into()));
+            }
+        }
+        let parts = &ingested.manifest.outputs.clean_parts;
+        for (index, part) in parts.iter().enumerate() {
+            progress.set_message(format!("classifying {key} ({}/{})", index + 1, parts.len()));
+            match classify_object(
+                self.sink,
+                self.sink,
+                self.backend,
+                part,
+                self.classify,
+                None,
+            )
+            .await
+            {
+                Ok(classified) => totals.absorb_classified(&classified),
+                Err(error) => failures.push((part.clone(), error.into())),
+            }
+        }
+    }
+}
+
+impl Totals {
+    fn absorb_classified(&mut self, classified: &ClassifyManifest) {
+        self.predicted += classified.predicted;
+        self.classify_rejected += classified.rejected;
+        self.unlabelled += classified.unlabelled;
+        for (label, count) in &classified.label_counts {
+            *self.labels.entry(label.clone()).or_default() += count;
+        }
+        self.classify_time +=
+            Duration::from_millis(classified.timing_ms.tokenize + classified.timing_ms.infer);
+    }
+}
+
 /// S3 keys that differ only by `./` or `//` would be one local file, and each would
 /// overwrite the last: refused before anything is written.
 fn refuse_colliding_keys(
@@ -261,11 +322,11 @@ fn refuse_colliding_keys(
     keys: &[String],
     ingest: &IngestConfig,
 ) -> anyhow::Result<()> {
-    let clean = keys
+    let manifests = keys
         .iter()
-        .map(|key| Ok(ingest.prefixes.ingest_keys(key)?.clean))
+        .map(|key| Ok(ingest.prefixes.ingest_keys(key)?.manifest))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    if let Some((first, second)) = folder.first_collision(&clean)? {
+    if let Some((first, second)) = folder.first_collision(&manifests)? {
         bail!(
             "`{}` and `{}` would be written to the same local files under {}: \
              rename one, or write to an s3:// output",
@@ -345,25 +406,8 @@ fn input_files(input: &Path) -> anyhow::Result<(PathBuf, Vec<PathBuf>)> {
         let root = input.parent().unwrap_or(Path::new(".")).to_path_buf();
         return Ok((root, vec![input.to_path_buf()]));
     }
-    let mut files = Vec::new();
-    let mut folders = vec![input.to_path_buf()];
-    while let Some(folder) = folders.pop() {
-        for entry in
-            std::fs::read_dir(&folder).with_context(|| format!("listing {}", folder.display()))?
-        {
-            let entry = entry.with_context(|| format!("listing {}", folder.display()))?;
-            if entry.file_name().to_string_lossy().starts_with('.') {
-                continue;
-            }
-            let kind = entry.file_type()?;
-            if kind.is_dir() {
-                folders.push(entry.path());
-            } else if kind.is_file() {
-                files.push(entry.path());
-            }
-        }
-    }
-    files.sort();
+    let files = pipeline::local::files_below(input)
+        .with_context(|| format!("listing {}", input.display()))?;
     Ok((input.to_path_buf(), files))
 }
 

@@ -1,6 +1,7 @@
 //! The classify function: S3 notifications (or a console `{"bucket", "key"}`) for objects
 //! under the clean prefix become predictions — JSON Lines, date-partitioned Parquet — and a
-//! manifest.
+//! manifest. When a clean part is deleted (a re-ingest split its raw object differently),
+//! the predictions made from it are deleted too.
 //!
 //! Failure semantics: a corrupt line is rejected with its reason and the rest classified; a
 //! transient failure (storage, a throttled backend, too little time left before the
@@ -13,8 +14,8 @@ use std::time::{Instant, SystemTime};
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use pipeline::event::EventError;
 use pipeline::{
-    Buckets, Classify, ClassifyConfig, ClassifyObjectError, EventItem, ObjectRef, StoreError,
-    error_chain, object_refs,
+    Buckets, Classify, ClassifyConfig, ClassifyObjectError, EventItem, ObjectRef, Retraction,
+    StoreError, error_chain, object_refs,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -51,8 +52,10 @@ pub enum Status {
         predicted: u64,
         rejected: u64,
     },
-    /// Nothing to do: not an object-created event, a key outside the clean prefix, or an
-    /// object deleted before it could be read.
+    /// The clean object was deleted, and so were the outputs made from it.
+    Retracted { deleted: Vec<String> },
+    /// Nothing to do: not an object-created event, a key outside the clean prefix, an
+    /// object deleted before it could be read, or one re-created after its deletion.
     Skipped { reason: String },
 }
 
@@ -66,7 +69,7 @@ pub enum HandlerError {
         bucket: String,
         key: String,
         #[source]
-        source: ClassifyObjectError,
+        source: Box<ClassifyObjectError>,
     },
 }
 
@@ -74,10 +77,11 @@ impl From<HandlerError> for Diagnostic {
     fn from(error: HandlerError) -> Self {
         let error_type = match &error {
             HandlerError::InvalidEvent(_) => "InvalidEvent",
-            HandlerError::Classify {
-                source: ClassifyObjectError::Deadline { .. },
-                ..
-            } => "Retryable.DeadlineTooClose",
+            HandlerError::Classify { source, .. }
+                if matches!(**source, ClassifyObjectError::Deadline { .. }) =>
+            {
+                "Retryable.DeadlineTooClose"
+            }
             HandlerError::Classify { source, .. } if source.is_retryable() => {
                 "Retryable.ClassifyFailed"
             }
@@ -117,6 +121,7 @@ impl<B: Buckets, C: Classify> Handler<B, C> {
                     info!(event_name, "ignored a record that creates no object");
                 }
                 EventItem::Object(object) => objects.push(self.classify(object, finish_by).await?),
+                EventItem::Removed(object) => objects.push(self.retract(object).await?),
             }
         }
         Ok(ClassifyResponse { objects })
@@ -139,6 +144,7 @@ impl<B: Buckets, C: Classify> Handler<B, C> {
         )
         .await;
         let status = match outcome {
+            Err(error) => skipped_or_failed(&bucket, &key, error)?,
             Ok(manifest) => {
                 let timing = manifest.timing_ms;
                 info!(
@@ -160,31 +166,37 @@ impl<B: Buckets, C: Classify> Handler<B, C> {
                     rejected: manifest.rejected,
                 }
             }
-            Err(ClassifyObjectError::Key(error)) => {
-                warn!(bucket, key, %error, "skipped a key this function does not handle");
-                Status::Skipped {
-                    reason: error.to_string(),
-                }
-            }
-            Err(ClassifyObjectError::Store(error @ StoreError::NotFound { .. })) => {
-                warn!(bucket, key, %error, "skipped an object deleted before it was read");
-                Status::Skipped {
-                    reason: error.to_string(),
-                }
-            }
-            Err(source) => {
-                tracing::error!(
+        };
+        Ok(ObjectOutcome {
+            bucket,
+            key,
+            status,
+        })
+    }
+
+    async fn retract(&self, object: ObjectRef) -> Result<ObjectOutcome, HandlerError> {
+        let ObjectRef { bucket, key } = object;
+        let store = self.buckets.bucket(&bucket);
+        let outcome = pipeline::retract_classify_outputs(&store, &key, &self.config.prefixes).await;
+        let status = match outcome {
+            Err(error) => skipped_or_failed(&bucket, &key, error)?,
+            Ok(Retraction::Deleted { keys }) => {
+                info!(
                     bucket,
                     key,
-                    error = %error_chain(&source),
-                    retryable = source.is_retryable(),
-                    "classify failed"
+                    deleted = keys.len(),
+                    "retracted the outputs of a deleted object"
                 );
-                return Err(HandlerError::Classify {
+                Status::Retracted { deleted: keys }
+            }
+            Ok(Retraction::InputPresent) => {
+                warn!(
                     bucket,
-                    key,
-                    source,
-                });
+                    key, "kept the outputs of an object created again after its deletion"
+                );
+                Status::Skipped {
+                    reason: format!("`{key}` exists again: its outputs are current"),
+                }
             }
         };
         Ok(ObjectOutcome {
@@ -192,6 +204,51 @@ impl<B: Buckets, C: Classify> Handler<B, C> {
             key,
             status,
         })
+    }
+}
+
+/// Keys this function does not handle and objects already gone are skipped; anything else
+/// fails the invocation.
+fn skipped_or_failed(
+    bucket: &str,
+    key: &str,
+    error: ClassifyObjectError,
+) -> Result<Status, HandlerError> {
+    skipped(bucket, key, error).map_err(|source| HandlerError::Classify {
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+        source: Box::new(source),
+    })
+}
+
+fn skipped(
+    bucket: &str,
+    key: &str,
+    error: ClassifyObjectError,
+) -> Result<Status, ClassifyObjectError> {
+    match error {
+        ClassifyObjectError::Key(error) => {
+            warn!(bucket, key, %error, "skipped a key this function does not handle");
+            Ok(Status::Skipped {
+                reason: error.to_string(),
+            })
+        }
+        ClassifyObjectError::Store(error @ StoreError::NotFound { .. }) => {
+            warn!(bucket, key, %error, "skipped an object deleted before it was read");
+            Ok(Status::Skipped {
+                reason: error.to_string(),
+            })
+        }
+        source => {
+            tracing::error!(
+                bucket,
+                key,
+                error = %error_chain(&source),
+                retryable = source.is_retryable(),
+                "classify failed"
+            );
+            Err(source)
+        }
     }
 }
 
@@ -219,6 +276,7 @@ mod tests {
     use std::time::Duration;
 
     use lambda_runtime::Context;
+    use pipeline::DeleteObject;
     use pipeline::memory::{KeywordClassifier, MemoryBuckets};
     use serde_json::json;
 
@@ -288,6 +346,34 @@ mod tests {
                 .object("b", "predictions-parquet/dt=2024-05-01/a b+c.json.parquet")
                 .is_some()
         );
+    }
+
+    #[tokio::test]
+    async fn a_deleted_parts_predictions_are_deleted_with_it() {
+        let buckets = MemoryBuckets::new();
+        let part = "clean/a b.json/part-00001-of-00002.jsonl";
+        buckets.insert("b", part, TWEET);
+        handler(&buckets)
+            .handle(invoke(json!({"bucket": "b", "key": part}), 0))
+            .await
+            .expect("classified");
+        assert_eq!(buckets.keys("b").len(), 4, "{:?}", buckets.keys("b"));
+
+        buckets.bucket("b").delete(part).await.expect("deleted");
+        let template = include_str!("../../../infra/events/classify-s3-delete.json");
+        let mut event: Value = serde_json::from_str(template).expect("fixture is JSON");
+        event["Records"][0]["s3"]["bucket"]["name"] = json!("b");
+        event["Records"][0]["s3"]["object"]["key"] =
+            json!("clean/a+b.json/part-00001-of-00002.jsonl");
+        let response = handler(&buckets)
+            .handle(invoke(event, 0))
+            .await
+            .expect("retracted");
+        assert!(
+            matches!(&response.objects[0].status, Status::Retracted { deleted } if deleted.len() == 4),
+            "{response:?}"
+        );
+        assert!(buckets.keys("b").is_empty(), "{:?}", buckets.keys("b"));
     }
 
     #[tokio::test]

@@ -44,6 +44,8 @@ pub enum Status {
         kept: u64,
         filtered: u64,
         rejected: u64,
+        /// Clean parts written, each classified by its own invocation.
+        parts: usize,
     },
     /// Nothing to do: not an object-created event, a key outside the raw prefix, or an
     /// object deleted before it could be read.
@@ -93,6 +95,10 @@ impl<B: Buckets> Handler<B> {
                     info!(event_name, "ignored a record that creates no object");
                     continue;
                 }
+                EventItem::Removed(ObjectRef { key, .. }) => {
+                    info!(key, "ignored a deleted raw object: its outputs are kept");
+                    continue;
+                }
                 EventItem::Object(object) => self.ingest(object).await?,
             };
             objects.push(outcome);
@@ -104,11 +110,16 @@ impl<B: Buckets> Handler<B> {
         let ObjectRef { bucket, key } = object;
         let store = self.buckets.bucket(&bucket);
         let status = match pipeline::ingest_object(&store, &store, &key, &self.config).await {
-            Ok(manifest) => {
+            Ok(pipeline::Ingested {
+                manifest,
+                removed_parts,
+            }) => {
                 let report = &manifest.report;
                 info!(
                     bucket,
                     key,
+                    parts = manifest.outputs.clean_parts.len(),
+                    stale_parts_removed = removed_parts.len(),
                     records_in = report.records_in,
                     kept = report.kept,
                     filtered = report.filtered_total(),
@@ -123,6 +134,7 @@ impl<B: Buckets> Handler<B> {
                     kept: report.kept,
                     filtered: report.filtered_total(),
                     rejected: report.rejected,
+                    parts: manifest.outputs.clean_parts.len(),
                 }
             }
             Err(IngestError::Key(error)) => {
@@ -193,11 +205,15 @@ mod tests {
         assert_eq!(response.objects.len(), 1);
         assert!(matches!(
             response.objects[0].status,
-            Status::Ingested { kept: 1, .. }
+            Status::Ingested {
+                kept: 1,
+                parts: 1,
+                ..
+            }
         ));
         assert!(
             buckets
-                .object("b", "clean/my tweets+more.jsonl.jsonl")
+                .object("b", "clean/my tweets+more.jsonl/part-00000-of-00001.jsonl")
                 .is_some()
         );
     }

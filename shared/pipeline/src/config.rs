@@ -1,6 +1,7 @@
 //! Typed settings, parsed once at start-up from environment variables so a bad setting
 //! fails the cold start loudly instead of one invocation at a time.
 
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
@@ -22,10 +23,31 @@ pub enum ConfigError {
 }
 
 /// Everything ingest needs to know, from the lambda environment or the CLI.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IngestConfig {
     pub prefixes: Prefixes,
     pub options: IngestOptions,
+    /// Most tweets in one clean part, so that classifying any part fits one classify
+    /// invocation, however big the raw object; see [`IngestConfig::DEFAULT_PART_MAX_TWEETS`].
+    pub part_max_tweets: NonZeroUsize,
+}
+
+impl IngestConfig {
+    /// What classify finishes in a quarter of its default 900 s timeout at the benchmarked
+    /// 2-vCPU pace of the bundled model (BENCHMARKS.md: 90.9 tweets/s over the whole input
+    /// with 2 threads): 225 s × 90.9 tweets/s ≈ 20,450, rounded down. A part then takes
+    /// ~220 s, leaving room for a slower CPU, longer texts and a cold start.
+    pub const DEFAULT_PART_MAX_TWEETS: NonZeroUsize = NonZeroUsize::new(20_000).unwrap();
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            prefixes: Prefixes::default(),
+            options: IngestOptions::default(),
+            part_max_tweets: Self::DEFAULT_PART_MAX_TWEETS,
+        }
+    }
 }
 
 /// Names of the settings, documented in the README's configuration table.
@@ -39,6 +61,7 @@ pub mod vars {
     pub const MAX_DECOMPRESSED_BYTES: &str = "MAX_DECOMPRESSED_BYTES";
     pub const MAX_EXPANSION_RATIO: &str = "MAX_EXPANSION_RATIO";
     pub const MAX_RECORD_BYTES: &str = "MAX_RECORD_BYTES";
+    pub const CLEAN_PART_MAX_TWEETS: &str = "CLEAN_PART_MAX_TWEETS";
     pub const EMOJI: &str = "CLEAN_EMOJI";
     pub const FILTER_RETWEETS: &str = "FILTER_RETWEETS";
     pub const FILTER_LANGUAGES: &str = "FILTER_LANGUAGES";
@@ -191,7 +214,12 @@ impl IngestConfig {
                 drop_duplicates: settings.flag(vars::FILTER_DUPLICATES, filters.drop_duplicates)?,
             },
         };
-        Ok(Self { prefixes, options })
+        Ok(Self {
+            prefixes,
+            options,
+            part_max_tweets: settings
+                .parse(vars::CLEAN_PART_MAX_TWEETS, defaults.part_max_tweets)?,
+        })
     }
 }
 
@@ -434,8 +462,10 @@ mod tests {
             ("FILTER_LANGUAGES", "en, es"),
             ("FILTER_AUTO_GENERATED_PHRASES", "via bot|auto post"),
             ("FILTER_DUPLICATES", "off"),
+            ("CLEAN_PART_MAX_TWEETS", "500"),
         ])
         .expect("valid");
+        assert_eq!(parsed.part_max_tweets.get(), 500);
         assert_eq!(parsed.prefixes.raw, "incoming/");
         assert_eq!(parsed.options.limits.max_record_bytes, 1024);
         assert_eq!(parsed.options.cleaning.emoji, EmojiMode::Keep);
@@ -448,6 +478,19 @@ mod tests {
         assert!(!parsed.options.filters.drop_duplicates);
         let all_languages = config(&[("FILTER_LANGUAGES", "*")]).expect("valid");
         assert!(all_languages.options.filters.languages.is_empty());
+    }
+
+    #[test]
+    fn parts_hold_at_least_one_tweet() {
+        let error = config(&[("CLEAN_PART_MAX_TWEETS", "0")]).expect_err("zero");
+        assert!(
+            error.to_string().contains("CLEAN_PART_MAX_TWEETS=\"0\""),
+            "{error}"
+        );
+        assert_eq!(
+            config(&[]).expect("defaults").part_max_tweets,
+            IngestConfig::DEFAULT_PART_MAX_TWEETS
+        );
     }
 
     #[test]

@@ -14,10 +14,12 @@ pub struct ObjectRef {
     pub key: String,
 }
 
-/// One entry of an event: an object to process, or a record that asks for nothing.
+/// One entry of an event: an object to process, an object deleted (whose outputs may have
+/// to follow it), or a record that asks for nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventItem {
     Object(ObjectRef),
+    Removed(ObjectRef),
     Ignored { event_name: String },
 }
 
@@ -43,7 +45,7 @@ struct DirectRequest {
 }
 
 /// Reads an invocation payload into the objects it names. S3 records other than
-/// `ObjectCreated:*` are reported as ignored, not errors.
+/// `ObjectCreated:*` and `ObjectRemoved:*` are reported as ignored, not errors.
 pub fn object_refs(payload: Value) -> Result<Vec<EventItem>, EventError> {
     if payload.get("Records").is_some() {
         let event: S3Event =
@@ -74,9 +76,13 @@ pub fn object_refs(payload: Value) -> Result<Vec<EventItem>, EventError> {
 
 fn item_of(index: usize, record: &S3EventRecord) -> Result<EventItem, EventError> {
     let event_name = record.event_name.clone().unwrap_or_default();
-    if !event_name.starts_with("ObjectCreated:") {
+    let item: fn(ObjectRef) -> EventItem = if event_name.starts_with("ObjectCreated:") {
+        EventItem::Object
+    } else if event_name.starts_with("ObjectRemoved:") {
+        EventItem::Removed
+    } else {
         return Ok(EventItem::Ignored { event_name });
-    }
+    };
     let bucket = record
         .s3
         .bucket
@@ -97,7 +103,7 @@ fn item_of(index: usize, record: &S3EventRecord) -> Result<EventItem, EventError
             index,
             field: "s3.object.key",
         })?;
-    Ok(EventItem::Object(ObjectRef {
+    Ok(item(ObjectRef {
         bucket,
         key: decode_event_key(raw_key)?,
     }))
@@ -160,12 +166,24 @@ mod tests {
     }
 
     #[test]
+    fn object_removed_records_name_the_deleted_object() {
+        let items = object_refs(s3_event("ObjectRemoved:Delete", "clean/a+b.json")).expect("valid");
+        assert_eq!(
+            items,
+            vec![EventItem::Removed(ObjectRef {
+                bucket: "tweets".to_owned(),
+                key: "clean/a b.json".to_owned()
+            })]
+        );
+    }
+
+    #[test]
     fn other_s3_events_are_ignored() {
-        let items = object_refs(s3_event("ObjectRemoved:Delete", "raw/a.json")).expect("valid");
+        let items = object_refs(s3_event("ObjectRestore:Completed", "raw/a.json")).expect("valid");
         assert_eq!(
             items,
             vec![EventItem::Ignored {
-                event_name: "ObjectRemoved:Delete".to_owned()
+                event_name: "ObjectRestore:Completed".to_owned()
             }]
         );
     }

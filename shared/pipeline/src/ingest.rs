@@ -1,6 +1,8 @@
 //! The ingest use case: one raw object in, `clean/`, `rejected/`, `filtered/` and a manifest
 //! out, over any store that implements the ports.
 
+use std::io::{self, Write};
+use std::num::NonZeroUsize;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -9,7 +11,7 @@ use tweets::{IngestOptions, Report};
 
 use crate::config::IngestConfig;
 use crate::keys::{IngestKeys, KeyError};
-use crate::ports::{Payload, ReadObject, StoreError, WriteObject};
+use crate::ports::{DeleteObject, ListObjects, Payload, ReadObject, StoreError, WriteObject};
 
 pub const JSON_LINES: &str = "application/x-ndjson";
 pub const JSON: &str = "application/json";
@@ -33,7 +35,9 @@ pub struct IngestManifest {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IngestOutputs {
-    pub clean: String,
+    /// The kept tweets in order, split into parts of at most `CLEAN_PART_MAX_TWEETS`; each
+    /// part is classified by its own invocation. Always at least one (maybe empty) part.
+    pub clean_parts: Vec<String>,
     /// Written only when something was rejected.
     pub rejected: Option<String>,
     /// Written only when something was filtered: one line per filtered record.
@@ -74,23 +78,36 @@ impl IngestError {
     }
 }
 
+/// What one ingest did: its manifest, and the outputs of earlier ingests of the same object
+/// that it deleted because this one superseded them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ingested {
+    pub manifest: IngestManifest,
+    /// Clean parts of an earlier ingest that split the object differently: their own
+    /// downstream outputs are stale too (classify removes them when told of the deletion).
+    pub removed_parts: Vec<String>,
+}
+
 /// Ingests `raw_key` from `source` into `sink` (the same bucket in Lambda, two folders on a
 /// laptop). The raw object's content decides every output byte except the manifest's timing,
-/// so a redelivered event rewrites identical objects.
+/// so a redelivered event rewrites identical objects; outputs of an earlier ingest that this
+/// one does not rewrite (parts of another split, an old rejection file) are deleted before
+/// the manifest is written.
 pub async fn ingest_object(
     source: &impl ReadObject,
-    sink: &impl WriteObject,
+    sink: &(impl WriteObject + ListObjects + DeleteObject),
     raw_key: &str,
     config: &IngestConfig,
-) -> Result<IngestManifest, IngestError> {
+) -> Result<Ingested, IngestError> {
     let keys = config.prefixes.ingest_keys(raw_key)?;
     let started = Instant::now();
     let body = source.get(raw_key).await?;
     let reader = SyncIoBridge::new(body.reader);
     let key = raw_key.to_owned();
     let options = config.options.clone();
+    let part_max_tweets = config.part_max_tweets;
     let (report, outputs) = tokio::task::spawn_blocking(move || {
-        let mut outputs = Outputs::default();
+        let mut outputs = Outputs::new(part_max_tweets);
         let report = tweets::ingest_stream(
             &key,
             reader,
@@ -106,10 +123,13 @@ pub async fn ingest_object(
     let read_parse = elapsed_ms(started);
 
     let started = Instant::now();
+    let part_count = outputs.clean.parts.len();
     let mut manifest = IngestManifest::new(
         raw_key,
         IngestOutputs {
-            clean: keys.clean.clone(),
+            clean_parts: (0..part_count)
+                .map(|index| keys.clean_part(index, part_count))
+                .collect(),
             rejected: (report.rejected > 0).then(|| keys.rejected.clone()),
             filtered: (report.filtered_total() > 0).then(|| keys.filtered.clone()),
             manifest: keys.manifest.clone(),
@@ -118,13 +138,17 @@ pub async fn ingest_object(
         &config.options,
     );
     write_outputs(sink, &keys, &manifest, outputs).await?;
+    let removed_parts = remove_stale_parts(sink, &keys, &manifest.outputs.clean_parts).await?;
     manifest.timing_ms = IngestTiming {
         read_parse,
         write: elapsed_ms(started),
     };
     sink.put(&keys.manifest, json_payload(&manifest), JSON)
         .await?;
-    Ok(manifest)
+    Ok(Ingested {
+        manifest,
+        removed_parts,
+    })
 }
 
 impl IngestManifest {
@@ -148,29 +172,106 @@ impl IngestManifest {
 }
 
 /// What ingest writes besides the manifest, filled while the object streams through.
-#[derive(Default)]
 struct Outputs {
-    clean: Payload,
+    clean: CleanParts,
     rejected: Payload,
     filtered: Payload,
 }
 
+impl Outputs {
+    fn new(part_max_tweets: NonZeroUsize) -> Self {
+        Self {
+            clean: CleanParts {
+                max_lines: part_max_tweets.get(),
+                parts: vec![Payload::new()],
+                lines_in_last: 0,
+            },
+            rejected: Payload::new(),
+            filtered: Payload::new(),
+        }
+    }
+}
+
+/// Clean JSON Lines cut into parts of at most `max_lines` lines, at line ends whatever
+/// the writes' sizes. Finished parts spill to disk, so memory holds one part at most.
+struct CleanParts {
+    max_lines: usize,
+    /// Never empty: an object with no kept tweet still has its one (empty) part.
+    parts: Vec<Payload>,
+    lines_in_last: usize,
+}
+
+impl Write for CleanParts {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut rest = buf;
+        while !rest.is_empty() {
+            if self.lines_in_last == self.max_lines {
+                if let Some(full) = self.parts.last_mut() {
+                    full.spill()?;
+                }
+                self.parts.push(Payload::new());
+                self.lines_in_last = 0;
+            }
+            let room = self.max_lines - self.lines_in_last;
+            let (chunk, lines) = match rest
+                .iter()
+                .enumerate()
+                .filter(|(_, byte)| **byte == b'\n')
+                .nth(room - 1)
+            {
+                Some((end, _)) => (&rest[..=end], room),
+                None => (rest, rest.iter().filter(|byte| **byte == b'\n').count()),
+            };
+            if let Some(part) = self.parts.last_mut() {
+                part.write_all(chunk)?;
+            }
+            self.lines_in_last += lines;
+            rest = &rest[chunk.len()..];
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.parts.iter_mut().try_for_each(Payload::flush)
+    }
+}
+
 async fn write_outputs(
-    sink: &impl WriteObject,
+    sink: &(impl WriteObject + DeleteObject),
     keys: &IngestKeys,
     manifest: &IngestManifest,
     outputs: Outputs,
 ) -> Result<(), StoreError> {
-    sink.put(&keys.clean, outputs.clean, JSON_LINES).await?;
-    if manifest.outputs.rejected.is_some() {
-        sink.put(&keys.rejected, outputs.rejected, JSON_LINES)
-            .await?;
+    for (key, part) in manifest.outputs.clean_parts.iter().zip(outputs.clean.parts) {
+        sink.put(key, part, JSON_LINES).await?;
     }
-    if manifest.outputs.filtered.is_some() {
-        sink.put(&keys.filtered, outputs.filtered, JSON_LINES)
-            .await?;
+    // An earlier ingest's rejections or filter trail must not outlive it: write or delete.
+    for (written, key, payload) in [
+        (&manifest.outputs.rejected, &keys.rejected, outputs.rejected),
+        (&manifest.outputs.filtered, &keys.filtered, outputs.filtered),
+    ] {
+        if written.is_some() {
+            sink.put(key, payload, JSON_LINES).await?;
+        } else {
+            sink.delete(key).await?;
+        }
     }
     Ok(())
+}
+
+/// Deletes this object's clean parts that the current ingest did not write: those of an
+/// earlier ingest that split it into a different number of parts.
+async fn remove_stale_parts(
+    sink: &(impl ListObjects + DeleteObject),
+    keys: &IngestKeys,
+    current: &[String],
+) -> Result<Vec<String>, StoreError> {
+    let mut stale = sink.list(&keys.clean_parts).await?;
+    stale.retain(|key| keys.is_clean_part(key) && !current.contains(key));
+    for key in &stale {
+        sink.delete(key).await?;
+    }
+    Ok(stale)
 }
 
 /// Pretty JSON with a final newline, as manifests are stored.
@@ -223,7 +324,8 @@ mod tests {
             &IngestConfig::default(),
         )
         .await
-        .expect("ingested");
+        .expect("ingested")
+        .manifest;
 
         assert_eq!(manifest.report.records_in, 4);
         assert_eq!(manifest.report.kept, 1);
@@ -240,7 +342,7 @@ mod tests {
 
         let clean = lines(
             &buckets
-                .object(BUCKET, "clean/day one/a+b.jsonl.jsonl")
+                .object(BUCKET, "clean/day one/a+b.jsonl/part-00000-of-00001.jsonl")
                 .expect("clean"),
         );
         assert_eq!(clean.len(), 1);
@@ -294,12 +396,13 @@ mod tests {
         let bucket = buckets.bucket(BUCKET);
         let manifest = ingest_object(&bucket, &bucket, "raw/ok.json", &IngestConfig::default())
             .await
-            .expect("ingested");
+            .expect("ingested")
+            .manifest;
         assert_eq!(manifest.outputs.rejected, None);
         assert_eq!(
             buckets.keys(BUCKET),
             vec![
-                "clean/ok.json.jsonl",
+                "clean/ok.json/part-00000-of-00001.jsonl",
                 "manifests/ingest/ok.json.manifest.json",
                 "raw/ok.json"
             ]
@@ -320,18 +423,152 @@ mod tests {
             .await
             .expect("first");
         let first = (
-            buckets.object(BUCKET, "clean/x.jsonl.jsonl"),
+            buckets.object(BUCKET, "clean/x.jsonl/part-00000-of-00001.jsonl"),
             buckets.object(BUCKET, "rejected/x.jsonl.jsonl"),
         );
         ingest_object(&bucket, &bucket, "raw/x.jsonl", &config)
             .await
             .expect("second");
         let second = (
-            buckets.object(BUCKET, "clean/x.jsonl.jsonl"),
+            buckets.object(BUCKET, "clean/x.jsonl/part-00000-of-00001.jsonl"),
             buckets.object(BUCKET, "rejected/x.jsonl.jsonl"),
         );
         assert!(first.0.is_some() && first.1.is_some());
         assert_eq!(first, second);
+    }
+
+    /// `count` one-line tweets with ids `0..count`.
+    fn tweets(count: usize) -> String {
+        (0..count)
+            .map(|id| format!("{{\"id_str\":\"{id}\",\"text\":\"tweet number {id} here\"}}\n"))
+            .collect()
+    }
+
+    fn ids_in(buckets: &MemoryBuckets, keys: &[String]) -> Vec<Vec<String>> {
+        keys.iter()
+            .map(|key| {
+                lines(&buckets.object(BUCKET, key).expect("part stored"))
+                    .iter()
+                    .map(|line| line["id"].as_str().expect("id").to_owned())
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn parts_of(max_tweets: usize) -> IngestConfig {
+        IngestConfig {
+            part_max_tweets: NonZeroUsize::new(max_tweets).expect("positive"),
+            ..IngestConfig::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn big_objects_are_split_into_parts_in_order() {
+        let buckets = MemoryBuckets::new();
+        buckets.insert(BUCKET, "raw/big.jsonl", tweets(7));
+        let bucket = buckets.bucket(BUCKET);
+        let manifest = ingest_object(&bucket, &bucket, "raw/big.jsonl", &parts_of(3))
+            .await
+            .expect("ingested")
+            .manifest;
+        assert_eq!(
+            manifest.outputs.clean_parts,
+            [
+                "clean/big.jsonl/part-00000-of-00003.jsonl",
+                "clean/big.jsonl/part-00001-of-00003.jsonl",
+                "clean/big.jsonl/part-00002-of-00003.jsonl",
+            ]
+        );
+        assert_eq!(
+            ids_in(&buckets, &manifest.outputs.clean_parts),
+            [vec!["0", "1", "2"], vec!["3", "4", "5"], vec!["6"]]
+        );
+        assert_eq!(manifest.report.kept, 7);
+    }
+
+    #[tokio::test]
+    async fn an_exact_multiple_makes_no_empty_part_and_nothing_kept_makes_one() {
+        let buckets = MemoryBuckets::new();
+        buckets.insert(BUCKET, "raw/six.jsonl", tweets(6));
+        buckets.insert(BUCKET, "raw/none.jsonl", "not json\n");
+        let bucket = buckets.bucket(BUCKET);
+        let six = ingest_object(&bucket, &bucket, "raw/six.jsonl", &parts_of(3))
+            .await
+            .expect("ingested")
+            .manifest;
+        assert_eq!(six.outputs.clean_parts.len(), 2);
+        let none = ingest_object(&bucket, &bucket, "raw/none.jsonl", &parts_of(3))
+            .await
+            .expect("ingested")
+            .manifest;
+        assert_eq!(
+            none.outputs.clean_parts,
+            ["clean/none.jsonl/part-00000-of-00001.jsonl"]
+        );
+        assert_eq!(
+            ids_in(&buckets, &none.outputs.clean_parts),
+            [Vec::<String>::new()]
+        );
+    }
+
+    #[test]
+    fn parts_are_cut_at_line_ends_whatever_the_write_sizes() {
+        let text = tweets(10);
+        for chunk in [1, 7, 64, text.len()] {
+            let mut parts = Outputs::new(NonZeroUsize::new(4).expect("positive")).clean;
+            for piece in text.as_bytes().chunks(chunk) {
+                parts.write_all(piece).expect("write");
+            }
+            let sizes: Vec<usize> = parts
+                .parts
+                .into_iter()
+                .map(|part| lines(&part.into_bytes().expect("bytes")).len())
+                .collect();
+            assert_eq!(sizes, [4, 4, 2], "writes of {chunk} bytes");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_re_ingest_that_splits_differently_deletes_the_old_parts_and_trails() {
+        let buckets = MemoryBuckets::new();
+        buckets.insert(BUCKET, "raw/x.jsonl", format!("{}not json\n", tweets(5)));
+        // Another raw object whose parts share the prefix's start: never touched.
+        buckets.insert(BUCKET, "raw/x.jsonl/part-1", tweets(1));
+        let bucket = buckets.bucket(BUCKET);
+        ingest_object(&bucket, &bucket, "raw/x.jsonl/part-1", &parts_of(2))
+            .await
+            .expect("neighbour ingested");
+        let first = ingest_object(&bucket, &bucket, "raw/x.jsonl", &parts_of(2))
+            .await
+            .expect("first");
+        assert_eq!(first.manifest.outputs.clean_parts.len(), 3);
+        assert!(first.removed_parts.is_empty());
+        assert!(buckets.object(BUCKET, "rejected/x.jsonl.jsonl").is_some());
+
+        buckets.insert(BUCKET, "raw/x.jsonl", tweets(5));
+        let second = ingest_object(&bucket, &bucket, "raw/x.jsonl", &parts_of(4))
+            .await
+            .expect("second");
+        assert_eq!(second.removed_parts, first.manifest.outputs.clean_parts);
+        assert_eq!(second.manifest.outputs.rejected, None);
+        let clean: Vec<String> = buckets
+            .keys(BUCKET)
+            .into_iter()
+            .filter(|key| key.starts_with("clean/"))
+            .collect();
+        assert_eq!(
+            clean,
+            [
+                "clean/x.jsonl/part-00000-of-00002.jsonl",
+                "clean/x.jsonl/part-00001-of-00002.jsonl",
+                "clean/x.jsonl/part-1/part-00000-of-00001.jsonl",
+            ]
+        );
+        assert_eq!(buckets.object(BUCKET, "rejected/x.jsonl.jsonl"), None);
+        let again = ingest_object(&bucket, &bucket, "raw/x.jsonl", &parts_of(4))
+            .await
+            .expect("redelivered");
+        assert!(again.removed_parts.is_empty());
     }
 
     #[tokio::test]

@@ -65,10 +65,35 @@ pub enum KeyError {
 /// Where ingest writes the outputs for one raw object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IngestKeys {
-    pub clean: String,
+    /// `clean/<rel>/part-`: the start of every clean part's key; see [`IngestKeys::clean_part`].
+    pub clean_parts: String,
     pub rejected: String,
     pub filtered: String,
     pub manifest: String,
+}
+
+impl IngestKeys {
+    /// Part `index` (from 0) of `count`: `clean/<rel>/part-00002-of-00005.jsonl`. The count is
+    /// in the key so that the parts of an earlier ingest that split the object differently
+    /// never share a key with the current ones.
+    pub fn clean_part(&self, index: usize, count: usize) -> String {
+        format!("{}{index:05}-of-{count:05}.jsonl", self.clean_parts)
+    }
+
+    /// Whether `key` is a clean part of this raw object, from any ingest of it. Strict, so a
+    /// part of another raw object whose name merely starts the same (`<rel>/part-x/…`) is
+    /// never taken for one.
+    pub fn is_clean_part(&self, key: &str) -> bool {
+        let Some(rest) = key
+            .strip_prefix(self.clean_parts.as_str())
+            .and_then(|rest| rest.strip_suffix(".jsonl"))
+        else {
+            return false;
+        };
+        let digits = |text: &str| !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+        rest.split_once("-of-")
+            .is_some_and(|(index, count)| digits(index) && digits(count))
+    }
 }
 
 /// Where classify writes the outputs for one clean object. Parquet keys depend on the
@@ -139,18 +164,23 @@ impl Prefixes {
         Ok(())
     }
 
-    /// The outputs of ingesting `raw_key`: `clean/<rel>.jsonl`, `rejected/<rel>.jsonl`,
+    /// The outputs of ingesting `raw_key`: parts `clean/<rel>/part-…`, `rejected/<rel>.jsonl`,
     /// `filtered/<rel>.jsonl` and `manifests/ingest/<rel>.manifest.json`, where `<rel>` is the
     /// key below the raw prefix.
     pub fn ingest_keys(&self, raw_key: &str) -> Result<IngestKeys, KeyError> {
         let relative = relative_key(raw_key, &self.raw)?;
         let keys = IngestKeys {
-            clean: format!("{}{relative}.jsonl", self.clean),
+            clean_parts: format!("{}{relative}/part-", self.clean),
             rejected: format!("{}{relative}.jsonl", self.rejected),
             filtered: format!("{}{relative}.jsonl", self.filtered),
             manifest: format!("{}ingest/{relative}.manifest.json", self.manifests),
         };
-        for key in [&keys.clean, &keys.rejected, &keys.filtered, &keys.manifest] {
+        for key in [
+            &keys.clean_part(0, 1),
+            &keys.rejected,
+            &keys.filtered,
+            &keys.manifest,
+        ] {
             ensure_outside(key, &self.raw)?;
         }
         Ok(keys)
@@ -230,7 +260,10 @@ mod tests {
         let keys = Prefixes::default()
             .ingest_keys("raw/2024/05/my tweets+more.json.gz")
             .expect("under raw/");
-        assert_eq!(keys.clean, "clean/2024/05/my tweets+more.json.gz.jsonl");
+        assert_eq!(
+            keys.clean_part(2, 13),
+            "clean/2024/05/my tweets+more.json.gz/part-00002-of-00013.jsonl"
+        );
         assert_eq!(
             keys.rejected,
             "rejected/2024/05/my tweets+more.json.gz.jsonl"
@@ -239,6 +272,28 @@ mod tests {
             keys.manifest,
             "manifests/ingest/2024/05/my tweets+more.json.gz.manifest.json"
         );
+    }
+
+    #[test]
+    fn only_this_objects_parts_are_its_parts() {
+        let prefixes = Prefixes::default();
+        let keys = prefixes.ingest_keys("raw/a.json").expect("under raw/");
+        assert!(keys.is_clean_part("clean/a.json/part-00000-of-00001.jsonl"));
+        assert!(keys.is_clean_part("clean/a.json/part-00004-of-00005.jsonl"));
+        let nested = prefixes
+            .ingest_keys("raw/a.json/part-00000-of-00001.jsonl")
+            .expect("under raw/");
+        let not_parts = [
+            nested.clean_part(0, 1),
+            "clean/a.json/part-x/part-00000-of-00001.jsonl".to_owned(),
+            "clean/a.json/part-00000-of-00001.jsonl.bak".to_owned(),
+            "clean/a.json/part--of-00001.jsonl".to_owned(),
+            "clean/a.json.jsonl".to_owned(),
+        ];
+        for key in &not_parts {
+            assert!(!keys.is_clean_part(key), "{key}");
+        }
+        assert!(nested.is_clean_part(&nested.clean_part(0, 1)));
     }
 
     #[test]

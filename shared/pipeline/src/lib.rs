@@ -18,6 +18,7 @@ pub mod memory;
 pub mod parquet_table;
 pub mod ports;
 pub mod rebased;
+pub mod retract;
 pub mod s3;
 
 pub use classify::{ClassifyManifest, ClassifyObjectError, PredictionRecord, classify_object};
@@ -26,12 +27,15 @@ pub use config::{
     PredictConfig,
 };
 pub use event::{EventItem, ObjectRef, object_refs};
-pub use ingest::{IngestError, IngestManifest, IngestOutputs, IngestTiming, ingest_object};
+pub use ingest::{
+    IngestError, IngestManifest, IngestOutputs, IngestTiming, Ingested, ingest_object,
+};
 pub use keys::{KeyError, Prefixes};
 pub use ports::{
-    Buckets, Classified, Classify, ClassifyError, ClassifyFailure, ModelInfo, ObjectBody, Payload,
-    ReadObject, StoreError, WriteObject,
+    Buckets, Classified, Classify, ClassifyError, ClassifyFailure, DeleteObject, ListObjects,
+    ModelInfo, ObjectBody, Payload, ReadObject, StoreError, WriteObject,
 };
+pub use retract::{Retraction, retract_classify_outputs};
 
 /// An error and its causes on one line, for callers and logs.
 pub fn error_chain(error: &dyn std::error::Error) -> String {

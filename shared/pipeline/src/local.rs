@@ -4,7 +4,9 @@
 use std::io;
 use std::path::{Component, Path, PathBuf};
 
-use crate::ports::{ObjectBody, Payload, ReadObject, StoreError, WriteObject};
+use crate::ports::{
+    DeleteObject, ListObjects, ObjectBody, Payload, ReadObject, StoreError, WriteObject,
+};
 
 /// A folder whose files are objects. With a mount prefix, key `<prefix><rel>` is file
 /// `<root>/<rel>` (a folder of raw files served as `raw/…`); without one, key `k` is
@@ -83,6 +85,33 @@ impl LocalDir {
     }
 }
 
+/// Every file below `folder`, sorted, skipping hidden names (a writer's staging files among
+/// them). A missing folder has no files.
+pub fn files_below(folder: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    let mut folders = vec![folder.to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        let entries = match std::fs::read_dir(&folder) {
+            Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
+            entries => entries?,
+        };
+        for entry in entries {
+            let entry = entry?;
+            if entry.file_name().to_string_lossy().starts_with('.') {
+                continue;
+            }
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                folders.push(entry.path());
+            } else if kind.is_file() {
+                files.push(entry.path());
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
 fn io_failure(operation: &'static str, key: &str, error: io::Error) -> StoreError {
     if error.kind() == io::ErrorKind::NotFound {
         return StoreError::NotFound {
@@ -119,6 +148,46 @@ impl ReadObject for LocalDir {
             len: Some(metadata.len()),
             reader: Box::pin(file),
         })
+    }
+}
+
+impl ListObjects for LocalDir {
+    /// Walks the deepest folder the prefix names, so listing one object's parts reads one
+    /// folder rather than the whole tree.
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let folder_key = &prefix[..prefix.rfind('/').map_or(0, |slash| slash + 1)];
+        let folder = if folder_key == self.mount {
+            self.root.clone()
+        } else {
+            self.path_of(folder_key.trim_end_matches('/'))?
+        };
+        let files = tokio::task::spawn_blocking(move || files_below(&folder))
+            .await
+            .map_err(|error| StoreError::Failed {
+                operation: "list",
+                key: prefix.to_owned(),
+                retryable: false,
+                source: Box::new(error),
+            })?
+            .map_err(|error| io_failure("list", prefix, error))?;
+        let mut keys: Vec<String> = files
+            .iter()
+            .filter_map(|file| self.key_of(file))
+            .filter(|key| key.starts_with(prefix))
+            .collect();
+        keys.sort();
+        Ok(keys)
+    }
+}
+
+impl DeleteObject for LocalDir {
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        match tokio::fs::remove_file(self.path_of(key)?).await {
+            Err(error) if error.kind() != io::ErrorKind::NotFound => {
+                Err(io_failure("delete", key, error))
+            }
+            _ => Ok(()),
+        }
     }
 }
 
@@ -183,6 +252,46 @@ mod tests {
         assert_eq!(
             store.key_of(&folder.path().join("a b/c+d.json")).as_deref(),
             Some("raw/a b/c+d.json")
+        );
+    }
+
+    #[tokio::test]
+    async fn lists_files_under_a_prefix_and_deletes_them() {
+        let folder = tempfile::tempdir().expect("temp dir");
+        let store = LocalDir::new(folder.path());
+        for key in [
+            "clean/a.json/part-1",
+            "clean/a.json/part-2",
+            "clean/b/c.json",
+            "x",
+        ] {
+            store
+                .put(key, Payload::from(b"{}".to_vec()), "text/plain")
+                .await
+                .expect("put");
+        }
+        std::fs::write(folder.path().join("clean/a.json/.staging"), b"").expect("hidden");
+        assert_eq!(
+            store.list("clean/a.json/part-").await.expect("listed"),
+            ["clean/a.json/part-1", "clean/a.json/part-2"]
+        );
+        assert_eq!(
+            store.list("clean/").await.expect("listed"),
+            [
+                "clean/a.json/part-1",
+                "clean/a.json/part-2",
+                "clean/b/c.json"
+            ]
+        );
+        assert!(store.list("nothing/here/").await.expect("empty").is_empty());
+        store.delete("clean/a.json/part-1").await.expect("deleted");
+        store
+            .delete("clean/a.json/part-1")
+            .await
+            .expect("already gone");
+        assert_eq!(
+            store.list("").await.expect("listed"),
+            ["clean/a.json/part-2", "clean/b/c.json", "x"]
         );
     }
 

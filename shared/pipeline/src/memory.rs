@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 use std::io;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::ports::{Buckets, ObjectBody, Payload, ReadObject, StoreError, WriteObject};
+use crate::ports::{
+    Buckets, DeleteObject, ListObjects, ObjectBody, Payload, ReadObject, StoreError, WriteObject,
+};
 
 /// Objects by bucket and key. Clones share the same objects.
 #[derive(Debug, Clone, Default)]
@@ -113,6 +115,24 @@ impl WriteObject for MemoryBucket {
             source: Box::new(error),
         })?;
         self.buckets.insert(&self.name, key, bytes);
+        Ok(())
+    }
+}
+
+impl ListObjects for MemoryBucket {
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let mut keys = self.buckets.keys(&self.name);
+        keys.retain(|key| key.starts_with(prefix));
+        Ok(keys)
+    }
+}
+
+impl DeleteObject for MemoryBucket {
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.buckets
+            .state()
+            .objects
+            .remove(&(self.name.clone(), key.to_owned()));
         Ok(())
     }
 }

@@ -11,6 +11,7 @@ use arrow_array::builder::{
 };
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::ArrowError;
+use chrono::{DateTime, Utc};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
@@ -120,14 +121,18 @@ pub enum ParquetError {
     Encode(#[from] parquet::errors::ParquetError),
 }
 
+/// The `dt=` partition of a tweet posted at `created_at`.
+pub fn partition_day(created_at: Option<DateTime<Utc>>) -> String {
+    created_at.map_or_else(
+        || UNDATED_PARTITION.to_owned(),
+        |at| at.format("%Y-%m-%d").to_string(),
+    )
+}
+
 impl PartitionedPredictions {
     pub fn push(&mut self, record: &PredictionRecord) -> Result<(), ParquetError> {
-        let day = record.created_at.map_or_else(
-            || UNDATED_PARTITION.to_owned(),
-            |at| at.format("%Y-%m-%d").to_string(),
-        );
         self.days
-            .entry(day)
+            .entry(partition_day(record.created_at))
             .or_insert_with(Columns::new)
             .push(record)?;
         Ok(())

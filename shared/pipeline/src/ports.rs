@@ -43,9 +43,22 @@ pub trait WriteObject: Sync {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
+/// `s3:ListBucket` limited to a function's own output prefix: finds what a newer run of the
+/// same input superseded.
+pub trait ListObjects: Sync {
+    /// Every key under `prefix` (folder markers excluded), sorted.
+    fn list(&self, prefix: &str) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+}
+
+/// `s3:DeleteObject` on a function's own output prefixes. Deleting a missing key succeeds,
+/// as in S3, so a retried clean-up is harmless.
+pub trait DeleteObject: Sync {
+    fn delete(&self, key: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
 /// Hands out a store per bucket, for handlers that learn the bucket from their event.
 pub trait Buckets: Sync {
-    type Store: ReadObject + WriteObject + Send + Sync;
+    type Store: ReadObject + WriteObject + ListObjects + DeleteObject + Send + Sync;
     fn bucket(&self, name: &str) -> Self::Store;
 }
 
@@ -186,6 +199,17 @@ impl Payload {
         }
     }
 
+    /// Moves the bytes to a temporary file now, so a finished output waiting for its upload
+    /// holds no memory.
+    pub fn spill(&mut self) -> io::Result<()> {
+        if let Storage::Memory(bytes) = &self.storage {
+            let mut file = tempfile::NamedTempFile::new()?;
+            file.write_all(bytes)?;
+            self.storage = Storage::File(file);
+        }
+        Ok(())
+    }
+
     /// All the bytes in memory (reads the file back if they spilled).
     pub fn into_bytes(self) -> io::Result<Vec<u8>> {
         match self.storage {
@@ -211,12 +235,10 @@ impl From<Vec<u8>> for Payload {
 
 impl Write for Payload {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if let Storage::Memory(bytes) = &mut self.storage
+        if let Storage::Memory(bytes) = &self.storage
             && bytes.len() + buf.len() > Self::MEMORY_LIMIT
         {
-            let mut file = tempfile::NamedTempFile::new()?;
-            file.write_all(bytes)?;
-            self.storage = Storage::File(file);
+            self.spill()?;
         }
         let written = match &mut self.storage {
             Storage::Memory(bytes) => {
@@ -254,6 +276,16 @@ mod tests {
         let bytes = payload.into_bytes().expect("read back");
         assert_eq!(bytes.len(), 17 << 20);
         assert!(bytes.iter().all(|byte| *byte == 7));
+    }
+
+    #[test]
+    fn a_spilled_payload_keeps_its_bytes_and_takes_more() {
+        let mut payload = Payload::from(b"abc".to_vec());
+        payload.spill().expect("spilled");
+        assert!(payload.path().is_some());
+        payload.write_all(b"def").expect("write");
+        payload.flush().expect("flush");
+        assert_eq!(payload.into_bytes().expect("bytes"), b"abcdef");
     }
 
     #[test]

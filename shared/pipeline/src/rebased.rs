@@ -2,7 +2,9 @@
 //! (`raw/…`, `clean/…`) while a laptop run reads `s3://bucket/any/prefix/` or writes under
 //! an output prefix.
 
-use crate::ports::{ObjectBody, Payload, ReadObject, StoreError, WriteObject};
+use crate::ports::{
+    DeleteObject, ListObjects, ObjectBody, Payload, ReadObject, StoreError, WriteObject,
+};
 
 /// Keys starting with `from` are stored under `to` instead (`from` is replaced by `to`);
 /// other keys are refused, so nothing lands outside the intended place.
@@ -58,6 +60,22 @@ impl<S: WriteObject> WriteObject for Rebased<S> {
         self.inner
             .put(&self.inner_key(key)?, payload, content_type)
             .await
+    }
+}
+
+impl<S: ListObjects> ListObjects for Rebased<S> {
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let listed = self.inner.list(&self.inner_key(prefix)?).await?;
+        Ok(listed
+            .iter()
+            .filter_map(|key| self.outer_key(key))
+            .collect())
+    }
+}
+
+impl<S: DeleteObject> DeleteObject for Rebased<S> {
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.inner.delete(&self.inner_key(key)?).await
     }
 }
 

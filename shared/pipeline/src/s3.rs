@@ -5,7 +5,10 @@ use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::operation::get_object::GetObjectError;
 use aws_sdk_s3::primitives::ByteStream;
 
-use crate::ports::{BoxError, Buckets, ObjectBody, Payload, ReadObject, StoreError, WriteObject};
+use crate::ports::{
+    BoxError, Buckets, DeleteObject, ListObjects, ObjectBody, Payload, ReadObject, StoreError,
+    WriteObject,
+};
 
 /// Builds an S3 client from the standard AWS environment. `endpoint_url` (the
 /// `S3_ENDPOINT_URL` setting) points it at an S3-compatible server, with path-style
@@ -48,9 +51,9 @@ pub struct S3Bucket {
     bucket: String,
 }
 
-impl S3Bucket {
-    /// Every key under `prefix`, in S3's (lexicographic) order: a backfill's input list.
-    pub async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+impl ListObjects for S3Bucket {
+    /// Every key under `prefix`, in S3's (lexicographic) order.
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
         let mut keys = Vec::new();
         let mut pages = self
             .client
@@ -101,6 +104,19 @@ impl ReadObject for S3Bucket {
                 .and_then(|len| u64::try_from(len).ok()),
             reader: Box::pin(output.body.into_async_read()),
         })
+    }
+}
+
+impl DeleteObject for S3Bucket {
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|error| failed("DeleteObject", key, error))?;
+        Ok(())
     }
 }
 

@@ -1,0 +1,243 @@
+//! Classify's outputs follow their input out: when a clean part is deleted (a re-ingest
+//! split its raw object differently), the predictions made from it are deleted too, so no
+//! query counts a tweet twice.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use tokio::io::AsyncReadExt;
+
+use crate::classify::{ClassifyManifest, ClassifyObjectError};
+use crate::keys::{ClassifyKeys, Prefixes};
+use crate::parquet_table::partition_day;
+use crate::ports::{DeleteObject, ReadObject, StoreError};
+
+/// What retracting one deleted clean object did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Retraction {
+    /// The clean object exists again (re-created after the deletion was reported): its
+    /// outputs are current and were kept.
+    InputPresent,
+    /// The outputs deleted, the manifest last (deleting a missing key succeeds, so some of
+    /// these may not have existed).
+    Deleted { keys: Vec<String> },
+}
+
+/// Deletes what classify wrote for `clean_key` once that object is gone: every Parquet
+/// partition its manifest lists (or, once manifests have expired, the days of the tweets in
+/// its predictions), predictions, rejections, then the manifest — so an interrupted
+/// retraction is retried with what says where the Parquet files are still there.
+pub async fn retract_classify_outputs(
+    store: &(impl ReadObject + DeleteObject),
+    clean_key: &str,
+    prefixes: &Prefixes,
+) -> Result<Retraction, ClassifyObjectError> {
+    let keys = prefixes.classify_keys(clean_key)?;
+    match store.get(clean_key).await {
+        Ok(_) => return Ok(Retraction::InputPresent),
+        Err(StoreError::NotFound { .. }) => {}
+        Err(error) => return Err(error.into()),
+    }
+    let mut deleted = match read_manifest(store, &keys.manifest).await? {
+        Some(manifest) => manifest.outputs.parquet,
+        None => parquet_keys_of_predictions(store, &keys).await?,
+    };
+    deleted.extend([
+        keys.predictions.clone(),
+        keys.rejected.clone(),
+        keys.manifest,
+    ]);
+    for key in &deleted {
+        store.delete(key).await?;
+    }
+    Ok(Retraction::Deleted { keys: deleted })
+}
+
+async fn read_manifest(
+    store: &impl ReadObject,
+    key: &str,
+) -> Result<Option<ClassifyManifest>, ClassifyObjectError> {
+    let Some(bytes) = read_if_present(store, key).await? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|error| ClassifyObjectError::Read(error.into()))
+}
+
+/// The Parquet files of the days the predictions' tweets were posted on.
+async fn parquet_keys_of_predictions(
+    store: &impl ReadObject,
+    keys: &ClassifyKeys,
+) -> Result<Vec<String>, ClassifyObjectError> {
+    #[derive(serde::Deserialize)]
+    struct Posted {
+        created_at: Option<DateTime<Utc>>,
+    }
+    let Some(bytes) = read_if_present(store, &keys.predictions).await? else {
+        return Ok(Vec::new());
+    };
+    let mut days = BTreeSet::new();
+    for line in bytes
+        .split(|byte| *byte == b'\n')
+        .filter(|line| !line.is_empty())
+    {
+        let posted: Posted = serde_json::from_slice(line)
+            .map_err(|error| ClassifyObjectError::Read(error.into()))?;
+        days.insert(partition_day(posted.created_at));
+    }
+    Ok(days.iter().map(|day| keys.parquet(day)).collect())
+}
+
+async fn read_if_present(
+    store: &impl ReadObject,
+    key: &str,
+) -> Result<Option<Vec<u8>>, ClassifyObjectError> {
+    let mut body = match store.get(key).await {
+        Ok(body) => body,
+        Err(StoreError::NotFound { .. }) => return Ok(None),
+        Err(error) => return Err(error.into()),
+    };
+    let mut bytes = Vec::new();
+    body.reader
+        .read_to_end(&mut bytes)
+        .await
+        .map_err(ClassifyObjectError::Read)?;
+    Ok(Some(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::num::NonZeroUsize;
+
+    use crate::config::{ClassifyConfig, IngestConfig};
+    use crate::memory::{KeywordClassifier, MemoryBuckets};
+    use crate::ports::{Buckets, WriteObject};
+
+    const BUCKET: &str = "tweets";
+    const PART: &str = "clean/x.json/part-00001-of-00002.jsonl";
+    const OTHER: &str = "clean/x.json/part-00000-of-00002.jsonl";
+
+    /// A raw object of two tweets from two days, ingested as two parts, both classified.
+    async fn classified_parts() -> MemoryBuckets {
+        let buckets = MemoryBuckets::new();
+        let bucket = buckets.bucket(BUCKET);
+        buckets.insert(
+            BUCKET,
+            "raw/x.json",
+            "{\"id_str\":\"1\",\"text\":\"love this airline\",\"created_at\":\"2024-05-02T10:00:00Z\"}\n\
+             {\"id_str\":\"2\",\"text\":\"hate the delays\",\"created_at\":\"2024-05-01T10:00:00Z\"}\n",
+        );
+        let ingest = IngestConfig {
+            part_max_tweets: NonZeroUsize::MIN,
+            ..IngestConfig::default()
+        };
+        let ingested = crate::ingest_object(&bucket, &bucket, "raw/x.json", &ingest)
+            .await
+            .expect("ingested");
+        assert_eq!(ingested.manifest.outputs.clean_parts, [OTHER, PART]);
+        for key in [OTHER, PART] {
+            crate::classify_object(
+                &bucket,
+                &bucket,
+                &KeywordClassifier::default(),
+                key,
+                &ClassifyConfig::default(),
+                None,
+            )
+            .await
+            .expect("classified");
+        }
+        for key in ["raw/x.json", "manifests/ingest/x.json.manifest.json"] {
+            bucket
+                .delete(key)
+                .await
+                .expect("only classify's outputs remain");
+        }
+        buckets
+    }
+
+    #[tokio::test]
+    async fn a_deleted_parts_outputs_go_and_its_siblings_stay() {
+        let buckets = classified_parts().await;
+        let bucket = buckets.bucket(BUCKET);
+        bucket.delete(PART).await.expect("deleted");
+        let retraction = retract_classify_outputs(&bucket, PART, &Prefixes::default())
+            .await
+            .expect("retracted");
+        assert!(matches!(retraction, Retraction::Deleted { .. }));
+        assert_eq!(
+            buckets.keys(BUCKET),
+            [
+                OTHER,
+                "manifests/classify/x.json/part-00000-of-00002.manifest.json",
+                "predictions-parquet/dt=2024-05-02/x.json%2Fpart-00000-of-00002.parquet",
+                "predictions/x.json/part-00000-of-00002.jsonl",
+            ]
+        );
+        let again = retract_classify_outputs(&bucket, PART, &Prefixes::default())
+            .await
+            .expect("a redelivered event is harmless");
+        assert!(matches!(again, Retraction::Deleted { .. }));
+    }
+
+    #[tokio::test]
+    async fn with_its_manifest_expired_the_parquet_days_come_from_the_predictions() {
+        let buckets = classified_parts().await;
+        let bucket = buckets.bucket(BUCKET);
+        bucket.delete(PART).await.expect("deleted");
+        bucket
+            .delete("manifests/classify/x.json/part-00001-of-00002.manifest.json")
+            .await
+            .expect("expired");
+        retract_classify_outputs(&bucket, PART, &Prefixes::default())
+            .await
+            .expect("retracted");
+        assert_eq!(buckets.keys(BUCKET).len(), 4, "{:?}", buckets.keys(BUCKET));
+        assert!(
+            buckets
+                .keys(BUCKET)
+                .iter()
+                .all(|key| key.contains("part-00000-of-00002"))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_part_created_again_keeps_its_outputs() {
+        let buckets = classified_parts().await;
+        let before = buckets.keys(BUCKET);
+        let retraction =
+            retract_classify_outputs(&buckets.bucket(BUCKET), PART, &Prefixes::default())
+                .await
+                .expect("checked");
+        assert_eq!(retraction, Retraction::InputPresent);
+        assert_eq!(buckets.keys(BUCKET), before);
+    }
+
+    #[tokio::test]
+    async fn keys_outside_clean_are_refused() {
+        let buckets = MemoryBuckets::new();
+        let error =
+            retract_classify_outputs(&buckets.bucket(BUCKET), "raw/x.json", &Prefixes::default())
+                .await
+                .expect_err("refused");
+        assert!(matches!(error, ClassifyObjectError::Key(_)));
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_manifest_is_an_error_and_deletes_nothing() {
+        let buckets = MemoryBuckets::new();
+        let bucket = buckets.bucket(BUCKET);
+        let manifest = "manifests/classify/x.json/part-00001-of-00002.manifest.json";
+        bucket
+            .put(manifest, b"not json".to_vec().into(), "application/json")
+            .await
+            .expect("put");
+        let error = retract_classify_outputs(&bucket, PART, &Prefixes::default())
+            .await
+            .expect_err("unreadable");
+        assert!(matches!(error, ClassifyObjectError::Read(_)));
+        assert_eq!(buckets.keys(BUCKET), [manifest]);
+    }
+}
