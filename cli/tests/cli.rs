@@ -196,6 +196,32 @@ fn run_classifies_parts_and_a_new_split_leaves_no_stale_outputs() {
 }
 
 #[test]
+fn run_can_stop_after_ingest() {
+    let out = tempfile::tempdir().expect("temp dir");
+    let out_arg = out.path().to_str().expect("UTF-8 path");
+    let (output, stdout, stderr) = run(tweetclf(&[
+        "run",
+        "examples/raw/v1.1 search airlines.json",
+        "--out",
+        out_arg,
+        "--ingest-only",
+    ])
+    .env("CLEAN_PART_MAX_TWEETS", "2"));
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("not classified (--ingest-only)"),
+        "{stdout}"
+    );
+    let parts = files(&out.path().join("clean/v1.1 search airlines.json"));
+    assert!(
+        stdout.contains(&format!("({} part(s))", parts.len())),
+        "{stdout}"
+    );
+    assert!(parts.len() >= 3, "{parts:?}");
+    assert!(!out.path().join("predictions").exists());
+}
+
+#[test]
 fn ingest_writes_flat_outputs_for_one_file() {
     let out = tempfile::tempdir().expect("temp dir");
     let out_arg = out.path().to_str().expect("UTF-8 path");

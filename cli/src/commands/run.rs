@@ -39,6 +39,10 @@ pub struct RunArgs {
     /// Threads for the model's matrix kernels (default: every core).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Stop after ingest: clean, filter and split into parts without loading a model (to
+    /// check the cleaning and the counts before classifying).
+    #[arg(long)]
+    pub ingest_only: bool,
 }
 
 /// Where files are read from or written to.
@@ -126,6 +130,7 @@ struct Totals {
     labels: BTreeMap<String, u64>,
     unlabelled: u64,
     classify_time: Duration,
+    parts: usize,
 }
 
 pub fn run(args: &RunArgs, ingest: &IngestConfig) -> anyhow::Result<()> {
@@ -202,9 +207,14 @@ async fn run_async(
             prefix.clone(),
         )),
     };
-    let backend = Backend::load(&classify.backend)
-        .await
-        .context("loading the classifier")?;
+    let backend = match args.ingest_only {
+        true => None,
+        false => Some(
+            Backend::load(&classify.backend)
+                .await
+                .context("loading the classifier")?,
+        ),
+    };
 
     let progress = ProgressBar::new(keys.len() as u64).with_style(
         ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} files {wide_msg}")
@@ -216,7 +226,7 @@ async fn run_async(
     let stages = Stages {
         source: &source,
         sink: &sink,
-        backend: &backend,
+        backend: backend.as_ref(),
         ingest,
         classify,
     };
@@ -233,7 +243,7 @@ async fn run_async(
         started.elapsed(),
         &totals,
         &classify.prefixes,
-        backend.model(),
+        backend.as_ref().map(Classify::model),
     )?;
     if !failures.is_empty() {
         let mut stdout = std::io::stdout().lock();
@@ -253,7 +263,8 @@ async fn run_async(
 struct Stages<'a> {
     source: &'a Store,
     sink: &'a Store,
-    backend: &'a Backend,
+    /// `None` with `--ingest-only`.
+    backend: Option<&'a Backend>,
     ingest: &'a IngestConfig,
     classify: &'a ClassifyConfig,
 }
@@ -283,18 +294,13 @@ impl Stages<'_> {
             }
         }
         let parts = &ingested.manifest.outputs.clean_parts;
+        totals.parts += parts.len();
+        let Some(backend) = self.backend else {
+            return;
+        };
         for (index, part) in parts.iter().enumerate() {
             progress.set_message(format!("classifying {key} ({}/{})", index + 1, parts.len()));
-            match classify_object(
-                self.sink,
-                self.sink,
-                self.backend,
-                part,
-                self.classify,
-                None,
-            )
-            .await
-            {
+            match classify_object(self.sink, self.sink, backend, part, self.classify, None).await {
                 Ok(classified) => totals.absorb_classified(&classified),
                 Err(error) => failures.push((part.clone(), error.into())),
             }
@@ -349,7 +355,7 @@ fn report(
     elapsed: Duration,
     totals: &Totals,
     layout: &pipeline::Prefixes,
-    model: &pipeline::ModelInfo,
+    model: Option<&pipeline::ModelInfo>,
 ) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
     writeln!(
@@ -361,6 +367,30 @@ fn report(
         elapsed.as_secs_f64()
     )?;
     summary::write_report(&mut stdout, &totals.ingest)?;
+    match model {
+        Some(model) => write_classified(&mut stdout, totals, model)?,
+        None => writeln!(stdout, "\n  not classified (--ingest-only)")?,
+    }
+    let place = |prefix: &str| format!("{}/{prefix}", args.out.trim_end_matches('/'));
+    writeln!(
+        stdout,
+        "\n  predictions   {}   (one JSON line per tweet)\n  parquet       {}   (dt=YYYY-MM-DD partitions, for Athena)\n  clean tweets  {}   ({} part(s))\n  rejections    {}   (each with its error and raw record)\n  filtered      {}   (each with its id and reason)\n  manifests     {}",
+        place(&layout.predictions),
+        place(&layout.predictions_parquet),
+        place(&layout.clean),
+        totals.parts,
+        place(&layout.rejected),
+        place(&layout.filtered),
+        place(&layout.manifests),
+    )?;
+    Ok(())
+}
+
+fn write_classified(
+    stdout: &mut impl Write,
+    totals: &Totals,
+    model: &pipeline::ModelInfo,
+) -> std::io::Result<()> {
     let rate = if totals.classify_time.is_zero() {
         0.0
     } else {
@@ -382,17 +412,6 @@ fn report(
         stdout,
         "  not classified{:>8}   (lines of clean/ the model could not read)",
         totals.classify_rejected
-    )?;
-    let place = |prefix: &str| format!("{}/{prefix}", args.out.trim_end_matches('/'));
-    writeln!(
-        stdout,
-        "\n  predictions   {}   (one JSON line per tweet)\n  parquet       {}   (dt=YYYY-MM-DD partitions, for Athena)\n  clean tweets  {}\n  rejections    {}   (each with its error and raw record)\n  filtered      {}   (each with its id and reason)\n  manifests     {}",
-        place(&layout.predictions),
-        place(&layout.predictions_parquet),
-        place(&layout.clean),
-        place(&layout.rejected),
-        place(&layout.filtered),
-        place(&layout.manifests),
     )?;
     Ok(())
 }
