@@ -143,11 +143,7 @@ const EMOTICONS: &[(&str, &str)] = &[
 /// may be glued to a word (`great:)`). After it may come anything but a letter, a digit or
 /// `/` (so `C:/Users` and `xDebug` stay as they are).
 fn replace_emoticons(text: &str) -> Cow<'_, str> {
-    let may_start = |c: char| {
-        EMOTICONS
-            .iter()
-            .any(|(emoticon, _)| emoticon.starts_with(c))
-    };
+    let may_start = |c: char| EMOTICON_STARTS.contains(&c);
     if !text.contains(may_start) {
         return Cow::Borrowed(text);
     }
@@ -155,7 +151,11 @@ fn replace_emoticons(text: &str) -> Cow<'_, str> {
     let mut previous: Option<char> = None;
     let mut rest = text;
     while let Some(first) = rest.chars().next() {
-        if let Some((emoji, len)) = emoticon_at(rest, previous) {
+        // Most characters start no emoticon: skip the table search for them.
+        if let Some((emoji, len)) = may_start(first)
+            .then(|| emoticon_at(rest, previous))
+            .flatten()
+        {
             out.push_str(&format!(" {emoji} "));
             previous = Some(' ');
             rest = &rest[len..];
@@ -167,6 +167,17 @@ fn replace_emoticons(text: &str) -> Cow<'_, str> {
     }
     Cow::Owned(out)
 }
+
+/// The first characters of [`EMOTICONS`], each once.
+static EMOTICON_STARTS: LazyLock<Vec<char>> = LazyLock::new(|| {
+    let mut starts: Vec<char> = EMOTICONS
+        .iter()
+        .filter_map(|(emoticon, _)| emoticon.chars().next())
+        .collect();
+    starts.sort_unstable();
+    starts.dedup();
+    starts
+});
 
 /// The emoticon at the start of `text` (its emoji and length with repeats), if it stands
 /// apart as [`replace_emoticons`] requires.
