@@ -936,3 +936,115 @@ fn run_backfills_from_and_to_s3_prefixes() {
     assert_eq!(under("backfill/manifests/classify/"), 4, "{keys:?}");
     assert!(under("backfill/predictions-parquet/dt=") >= 4, "{keys:?}");
 }
+
+/// `tweetclf run` from `s3://faults/in` to `s3://faults/<out>/` through `endpoint`.
+fn run_s3_to_s3(endpoint: &str, out: &str) -> (Output, String, String) {
+    run(tweetclf(&[
+        "run",
+        "s3://faults/in",
+        "--out",
+        &format!("s3://faults/{out}/"),
+    ])
+    .env("S3_ENDPOINT_URL", endpoint)
+    .env("AWS_ACCESS_KEY_ID", "testing")
+    .env("AWS_SECRET_ACCESS_KEY", "testing")
+    .env("AWS_REGION", "us-east-1")
+    .env_remove("AWS_PROFILE"))
+}
+
+/// Every object under `prefix`, by its key below the prefix; manifests without their
+/// wall-clock `timing_ms`, the only part allowed to differ between runs.
+fn objects_below(
+    runtime: &tokio::runtime::Runtime,
+    server: &integration_tests::moto::MotoServer,
+    prefix: &str,
+) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let client = &server.client();
+    runtime.block_on(async {
+        let mut objects = std::collections::BTreeMap::new();
+        for key in integration_tests::moto::keys(client, "faults").await {
+            let Some(relative) = key.strip_prefix(prefix) else {
+                continue;
+            };
+            let mut bytes = integration_tests::moto::get(client, "faults", &key)
+                .await
+                .expect("listed object exists");
+            if relative.starts_with("manifests/") {
+                let mut manifest: serde_json::Value =
+                    serde_json::from_slice(&bytes).expect("manifest JSON");
+                manifest
+                    .as_object_mut()
+                    .expect("manifest object")
+                    .remove("timing_ms");
+                bytes = serde_json::to_vec(&manifest).expect("JSON");
+            }
+            objects.insert(relative.to_owned(), bytes);
+        }
+        objects
+    })
+}
+
+#[test]
+fn s3_faults_lose_nothing_and_a_clean_re_run_gives_identical_objects() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let server = integration_tests::moto::MotoServer::start();
+    let client = server.client();
+    runtime.block_on(async {
+        integration_tests::moto::create_bucket(&client, "faults").await;
+        for folder in ["examples/raw", "tests/fixtures/cases"] {
+            for path in files(&repo_root().join(folder)) {
+                let name = path
+                    .file_name()
+                    .and_then(|name| name.to_str())
+                    .expect("name");
+                let bytes = std::fs::read(&path).expect("readable");
+                integration_tests::moto::put(&client, "faults", &format!("in/{name}"), bytes).await;
+            }
+        }
+    });
+    let (output, _, stderr) = run_s3_to_s3(&server.endpoint, "reference");
+    assert!(output.status.success(), "{stderr}");
+
+    // A seeded 35 % of requests fail, stall or break; the SDK retries some away, and the
+    // objects whose calls still fail are reported and left without a manifest.
+    let proxy = integration_tests::faults::FaultProxy::start(&server.endpoint, 5, 350);
+    let (output, stdout, _) = run_s3_to_s3(&proxy.endpoint, "faulty");
+    let counts = proxy.counts();
+    drop(proxy);
+    assert!(counts.len() == 6, "every kind of fault met: {counts:?}");
+    assert!(!output.status.success(), "{stdout}");
+    let layout = pipeline::Prefixes::default();
+    let failed: Vec<&str> = stdout
+        .lines()
+        .filter_map(|line| line.trim_start().strip_prefix("FAILED "))
+        .filter_map(|line| line.split_once(": ").map(|(key, _)| key))
+        .collect();
+    assert!(!failed.is_empty(), "{stdout}");
+    let written = objects_below(&runtime, &server, "faulty/");
+    for key in &failed {
+        let manifest = match layout.ingest_keys(key) {
+            Ok(keys) => keys.manifest,
+            Err(_) => layout.classify_keys(key).expect("a clean key").manifest,
+        };
+        assert!(
+            !written.contains_key(&manifest),
+            "{key} failed but has {manifest}"
+        );
+    }
+
+    let (output, _, stderr) = run_s3_to_s3(&server.endpoint, "faulty");
+    assert!(output.status.success(), "{stderr}");
+    let reference = objects_below(&runtime, &server, "reference/");
+    let rerun = objects_below(&runtime, &server, "faulty/");
+    assert_eq!(
+        rerun.keys().collect::<Vec<_>>(),
+        reference.keys().collect::<Vec<_>>(),
+        "the same objects, none missing and none extra"
+    );
+    for (key, bytes) in &reference {
+        assert!(
+            rerun[key] == *bytes,
+            "{key} differs from the fault-free run"
+        );
+    }
+}

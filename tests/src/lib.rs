@@ -2,6 +2,7 @@
 //! mode) on 127.0.0.1, started per test and stopped when the test ends, and the documented
 //! S3 event JSON the functions receive.
 
+pub mod faults;
 pub mod moto;
 
 use std::path::PathBuf;
