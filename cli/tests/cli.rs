@@ -898,19 +898,7 @@ fn run_backfills_from_and_to_s3_prefixes() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let server = integration_tests::moto::MotoServer::start();
     let client = server.client();
-    runtime.block_on(async {
-        integration_tests::moto::create_bucket(&client, "archive").await;
-        for entry in std::fs::read_dir(repo_root().join("examples/raw")).expect("examples") {
-            let path = entry.expect("entry").path();
-            let name = path
-                .file_name()
-                .and_then(|name| name.to_str())
-                .expect("name");
-            let bytes = std::fs::read(&path).expect("readable");
-            integration_tests::moto::put(&client, "archive", &format!("2024/may/{name}"), bytes)
-                .await;
-        }
-    });
+    upload_folders(&runtime, &server, "archive", "2024/may/", &["examples/raw"]);
     let (output, stdout, stderr) = run(tweetclf(&[
         "run",
         "s3://archive/2024/may",
@@ -935,6 +923,31 @@ fn run_backfills_from_and_to_s3_prefixes() {
     assert_eq!(under("backfill/predictions/"), 4, "{keys:?}");
     assert_eq!(under("backfill/manifests/classify/"), 4, "{keys:?}");
     assert!(under("backfill/predictions-parquet/dt=") >= 4, "{keys:?}");
+}
+
+/// Creates `bucket` and stores every file of `folders` in it under `prefix`, by file name.
+fn upload_folders(
+    runtime: &tokio::runtime::Runtime,
+    server: &integration_tests::moto::MotoServer,
+    bucket: &str,
+    prefix: &str,
+    folders: &[&str],
+) {
+    let client = server.client();
+    runtime.block_on(async {
+        integration_tests::moto::create_bucket(&client, bucket).await;
+        for folder in folders {
+            for path in files(&repo_root().join(folder)) {
+                let name = path
+                    .file_name()
+                    .and_then(|name| name.to_str())
+                    .expect("name");
+                let bytes = std::fs::read(&path).expect("readable");
+                integration_tests::moto::put(&client, bucket, &format!("{prefix}{name}"), bytes)
+                    .await;
+            }
+        }
+    });
 }
 
 /// `tweetclf run` from `s3://faults/in` to `s3://faults/<out>/` through `endpoint`.
@@ -988,20 +1001,13 @@ fn objects_below(
 fn s3_faults_lose_nothing_and_a_clean_re_run_gives_identical_objects() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let server = integration_tests::moto::MotoServer::start();
-    let client = server.client();
-    runtime.block_on(async {
-        integration_tests::moto::create_bucket(&client, "faults").await;
-        for folder in ["examples/raw", "tests/fixtures/cases"] {
-            for path in files(&repo_root().join(folder)) {
-                let name = path
-                    .file_name()
-                    .and_then(|name| name.to_str())
-                    .expect("name");
-                let bytes = std::fs::read(&path).expect("readable");
-                integration_tests::moto::put(&client, "faults", &format!("in/{name}"), bytes).await;
-            }
-        }
-    });
+    upload_folders(
+        &runtime,
+        &server,
+        "faults",
+        "in/",
+        &["examples/raw", "tests/fixtures/cases"],
+    );
     let (output, _, stderr) = run_s3_to_s3(&server.endpoint, "reference");
     assert!(output.status.success(), "{stderr}");
 
