@@ -212,21 +212,19 @@ impl Write for CleanParts {
                 self.parts.push(Payload::new());
                 self.lines_in_last = 0;
             }
-            let room = self.max_lines - self.lines_in_last;
-            let (chunk, lines) = match rest
+            // Up to and including the next line end, or all that is left.
+            let end = rest
                 .iter()
-                .enumerate()
-                .filter(|(_, byte)| **byte == b'\n')
-                .nth(room - 1)
-            {
-                Some((end, _)) => (&rest[..=end], room),
-                None => (rest, rest.iter().filter(|byte| **byte == b'\n').count()),
-            };
+                .position(|byte| *byte == b'\n')
+                .map_or(rest.len(), |at| at + 1);
+            let (line, after) = rest.split_at(end);
             if let Some(part) = self.parts.last_mut() {
-                part.write_all(chunk)?;
+                part.write_all(line)?;
             }
-            self.lines_in_last += lines;
-            rest = &rest[chunk.len()..];
+            if line.ends_with(b"\n") {
+                self.lines_in_last += 1;
+            }
+            rest = after;
         }
         Ok(buf.len())
     }
