@@ -181,6 +181,37 @@ fn corrupt_gzip_keeps_what_decoded_and_rejects_the_rest() {
     );
 }
 
+fn gzip(text: &[u8]) -> Vec<u8> {
+    let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
+    encoder.write_all(text).expect("gzip write");
+    encoder.finish().expect("gzip")
+}
+
+#[test]
+fn a_record_cut_off_at_the_end_of_a_gzip_member_is_rejected_alone() {
+    // Concatenated gzip files (`cat a.gz b.gz`): the first ends inside a record, the second
+    // is a document of another shape. Each member is framed on its own.
+    let mut bytes = gzip(format!("{}\n{{\"id_str\": \"2\", \"text\": \"cut", good(1)).as_bytes());
+    bytes.extend(gzip(format!("[{}, {}]", good(3), good(4)).as_bytes()));
+    bytes.extend(gzip(format!("{}\n", good(5)).as_bytes()));
+    let outcome = ingest(&bytes);
+    assert_eq!(outcome.kept_ids, vec!["1", "3", "4", "5"]);
+    assert_eq!(outcome.report.rejected, 1);
+    assert!(
+        outcome.errors[0].contains("truncated"),
+        "{:?}",
+        outcome.errors
+    );
+    assert_eq!(outcome.rejections[0]["source"]["line"], 2);
+    assert!(
+        !outcome.rejections[0]["raw"]
+            .as_str()
+            .expect("raw")
+            .contains("Good record number 3"),
+        "the next member's record is not swallowed"
+    );
+}
+
 #[test]
 fn object_over_the_size_limit_is_one_clear_rejection() {
     let options = IngestOptions {

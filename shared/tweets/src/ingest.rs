@@ -11,7 +11,7 @@ use crate::clean::{CleanConfig, clean_text, text_for_language_detection};
 use crate::filter::{FilterConfig, FilterReason, FilteredCounts, Filters, known_primary_language};
 use crate::formats::{ParsedTweet, Record, TweetWarning, parse_frame};
 use crate::frame::{Framer, Layout};
-use crate::input::{Compression, Limits, OpenedInput, StreamError};
+use crate::input::{Compression, Limits, OpenedInput, StreamError, StreamProbe};
 use crate::schema::{SourceRef, Tweet};
 
 /// How much of a rejected record's raw bytes the rejection carries; `source` and `bytes`
@@ -183,6 +183,13 @@ pub fn ingest_stream(
     Ok(report)
 }
 
+/// Where a member starts in the decoded object.
+struct Position {
+    offset: u64,
+    /// 1-based.
+    line: u64,
+}
+
 struct Run<'a, K, J, F> {
     key: &'a str,
     options: &'a IngestOptions,
@@ -194,22 +201,48 @@ struct Run<'a, K, J, F> {
 }
 
 impl<K: Write, J: Write, F: Write> Run<'_, K, J, F> {
-    fn read_all(&mut self, opened: OpenedInput<'_>) -> Result<(), IngestError> {
-        let OpenedInput {
-            mut reader,
-            compression,
-            probe,
-        } = opened;
-        self.report.compression = compression;
-        let mut framer = Framer::new(&mut reader, self.options.limits.max_record_bytes);
-        let mut records = Vec::new();
+    /// Frames and reads every member of the object (one, or one per gzip member).
+    fn read_all(&mut self, mut opened: OpenedInput<'_>) -> Result<(), IngestError> {
+        self.report.compression = opened.compression;
+        let probe = opened.probe.clone();
+        let mut origin = Position { offset: 0, line: 1 };
         let outcome = loop {
+            let member = match opened.next_member() {
+                Ok(Some(member)) => member,
+                Ok(None) => break Ok(()),
+                Err(error) => break Err(error),
+            };
+            if let Some(error) = self.read_member(member, &probe, &mut origin)? {
+                break Err(error);
+            }
+        };
+        self.report.bytes_decoded = origin.offset;
+        self.report.bytes_stored = probe.stored_bytes_read();
+        match outcome {
+            Ok(()) => Ok(()),
+            Err(StreamError::Source(error)) => Err(IngestError::Source(error)),
+            Err(error) => self.reject_rest_of_stream(&error, origin.offset, origin.line),
+        }
+    }
+
+    /// Frames one member, whose first byte is at `origin` in the decoded object, and moves
+    /// `origin` past it. Returns the stream error that ended the member early, if one did.
+    fn read_member(
+        &mut self,
+        member: impl Read,
+        probe: &StreamProbe,
+        origin: &mut Position,
+    ) -> Result<Option<StreamError>, IngestError> {
+        let mut framer = Framer::new(member, self.options.limits.max_record_bytes);
+        let mut records = Vec::new();
+        let ended = loop {
             let frame = match framer.next_frame() {
                 Ok(Some(frame)) => frame,
-                Ok(None) => break Ok(()),
-                Err(error) => break Err(probe.classify(error)),
+                Ok(None) => break None,
+                Err(error) => break Some(probe.classify(error)),
             };
-            let source = |run: &mut Self| run.next_source(frame.offset, frame.line);
+            let (offset, line) = (origin.offset + frame.offset, origin.line + frame.line - 1);
+            let source = |run: &mut Self| run.next_source(offset, line);
             if let Some(problem) = frame.problem {
                 let at = source(self);
                 let preview_only = (frame.bytes.len() as u64) < frame.len;
@@ -234,17 +267,12 @@ impl<K: Write, J: Write, F: Write> Run<'_, K, J, F> {
                 }
             }
         };
-        self.report.layout = framer.layout();
-        self.report.bytes_decoded = framer.offset();
-        self.report.bytes_stored = probe.stored_bytes_read();
-        match outcome {
-            Ok(()) => Ok(()),
-            Err(StreamError::Source(error)) => Err(IngestError::Source(error)),
-            Err(error) => {
-                let (offset, line) = (framer.offset(), framer.line());
-                self.reject_rest_of_stream(&error, offset, line)
-            }
+        if self.report.layout == Layout::Empty {
+            self.report.layout = framer.layout();
         }
+        origin.offset += framer.offset();
+        origin.line += framer.line() - 1;
+        Ok(ended)
     }
 
     /// The stream cannot be read further: what is left of it is one rejected record.

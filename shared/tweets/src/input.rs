@@ -10,7 +10,7 @@ use std::rc::Rc;
 
 use bzip2::read::MultiBzDecoder;
 use encoding_rs_io::DecodeReaderBytesBuilder;
-use flate2::read::MultiGzDecoder;
+use flate2::bufread::GzDecoder;
 use serde::{Deserialize, Serialize};
 
 const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
@@ -105,13 +105,19 @@ enum Stop {
 
 type StopCell = Rc<Cell<Option<Stop>>>;
 
-/// A decompressed, size-guarded view of a raw object.
+/// A raw object opened for reading: its format detected and its size guarded. Its decoded
+/// text is read member by member ([`OpenedInput::next_member`]): one per gzip member or zstd
+/// frame, one for any other object, so that a record cut off at the end of one member cannot
+/// swallow the start of the next.
 pub struct OpenedInput<'a> {
-    pub reader: Box<dyn Read + 'a>,
     pub compression: Compression,
-    /// Explains the reader's errors; a separate field so it can be used while `reader` is
-    /// borrowed.
+    /// Explains the members' read errors.
     pub probe: StreamProbe,
+    stored: BufReader<Guard<Box<dyn Read + 'a>>>,
+    /// The decompressed-size guard, shared by every member.
+    decompressed_limit: u64,
+    decompressed_read: Rc<Cell<u64>>,
+    members_opened: u64,
 }
 
 impl std::fmt::Debug for OpenedInput<'_> {
@@ -119,19 +125,20 @@ impl std::fmt::Debug for OpenedInput<'_> {
         f.debug_struct("OpenedInput")
             .field("compression", &self.compression)
             .field("probe", &self.probe)
+            .field("members_opened", &self.members_opened)
             .finish_non_exhaustive()
     }
 }
 
-/// Knows why an [`OpenedInput`]'s reader stopped and how much of the object it read.
-#[derive(Debug)]
+/// Knows why a member's reader stopped and how much of the object it read.
+#[derive(Debug, Clone)]
 pub struct StreamProbe {
     stop: StopCell,
     stored_read: Rc<Cell<u64>>,
 }
 
 impl StreamProbe {
-    /// Turns an error met while reading the opened reader into what it means.
+    /// Turns an error met while reading a member into what it means.
     pub fn classify(&self, error: io::Error) -> StreamError {
         classify(self.stop.get(), error)
     }
@@ -155,17 +162,17 @@ impl<'a> OpenedInput<'a> {
             });
         }
         let stop: StopCell = Rc::default();
-        let compressed_read = Rc::new(Cell::new(0));
+        let stored_read = Rc::new(Cell::new(0));
         let guarded = Guard {
-            inner: raw,
-            read: Rc::clone(&compressed_read),
+            inner: Box::new(raw) as Box<dyn Read + 'a>,
+            read: Rc::clone(&stored_read),
             limit: limits.max_object_bytes,
             on_limit: Stop::ObjectLimit(limits.max_object_bytes),
             on_error: Some(Stop::Source),
             stop: Rc::clone(&stop),
         };
-        let mut buffered = BufReader::with_capacity(64 * 1024, guarded);
-        let head = match buffered.fill_buf() {
+        let mut stored = BufReader::with_capacity(64 * 1024, guarded);
+        let head = match stored.fill_buf() {
             Ok(head) => head,
             Err(error) => return Err(classify(stop.get(), error)),
         };
@@ -173,38 +180,76 @@ impl<'a> OpenedInput<'a> {
             return Err(StreamError::Unsupported { format });
         }
         let compression = compression_of(head);
-        let decoded: Box<dyn Read + 'a> = match compression {
-            Compression::None => Box::new(buffered),
-            _ => {
-                let by_ratio = stored_len
-                    .unwrap_or(limits.max_object_bytes)
-                    .saturating_mul(limits.max_expansion_ratio);
-                let limit = limits.max_decompressed_bytes.min(by_ratio);
-                Box::new(Guard {
-                    inner: decoder(compression, buffered)
-                        .map_err(|error| classify(stop.get(), error))?,
-                    read: Rc::new(Cell::new(0)),
-                    limit,
-                    on_limit: Stop::DecompressedLimit(limit),
-                    on_error: None,
-                    stop: Rc::clone(&stop),
-                })
-            }
-        };
-        // UTF-16 with a byte-order mark becomes UTF-8; anything else passes through untouched
-        // (invalid UTF-8 included: the record that holds it is rejected alone, later).
-        let text = DecodeReaderBytesBuilder::new()
-            .bom_sniffing(true)
-            .utf8_passthru(true)
-            .build(decoded);
+        let by_ratio = stored_len
+            .unwrap_or(limits.max_object_bytes)
+            .saturating_mul(limits.max_expansion_ratio);
         Ok(Self {
-            reader: Box::new(text),
             compression,
-            probe: StreamProbe {
-                stop,
-                stored_read: compressed_read,
-            },
+            probe: StreamProbe { stop, stored_read },
+            stored,
+            decompressed_limit: limits.max_decompressed_bytes.min(by_ratio),
+            decompressed_read: Rc::new(Cell::new(0)),
+            members_opened: 0,
         })
+    }
+
+    /// The decoded text of the next member (UTF-16 with a byte-order mark becomes UTF-8;
+    /// anything else passes through untouched, invalid UTF-8 included: the record that holds
+    /// it is rejected alone, later); `None` once the object is read.
+    pub fn next_member(&mut self) -> Result<Option<Box<dyn Read + '_>>, StreamError> {
+        if self.members_opened > 0 && !self.member_follows()? {
+            return Ok(None);
+        }
+        self.members_opened += 1;
+        let stop = Rc::clone(&self.probe.stop);
+        let guard = Decompressed {
+            read: Rc::clone(&self.decompressed_read),
+            limit: self.decompressed_limit,
+            stop: Rc::clone(&stop),
+        };
+        let stored = &mut self.stored;
+        let decoded: Box<dyn Read + '_> =
+            match self.compression {
+                Compression::None => Box::new(stored),
+                Compression::Gzip => Box::new(guard.around(GzDecoder::new(stored))),
+                Compression::Bzip2 => Box::new(guard.around(MultiBzDecoder::new(stored))),
+                // zstd reads its frame header here, so this can fail like a read.
+                Compression::Zstd => Box::new(guard.around(
+                    ruzstd::decoding::StreamingDecoder::new(stored).map_err(|error| {
+                        classify(stop.get(), io::Error::other(error.to_string()))
+                    })?,
+                )),
+            };
+        Ok(Some(Box::new(
+            DecodeReaderBytesBuilder::new()
+                .bom_sniffing(true)
+                .utf8_passthru(true)
+                .build(decoded),
+        )))
+    }
+
+    /// Whether another gzip member or zstd frame follows the one just read. Anything else
+    /// after one is a corrupt stream, as a gzip or zstd reader would say.
+    fn member_follows(&mut self) -> Result<bool, StreamError> {
+        let (magic, kind) = match self.compression {
+            Compression::Gzip => (GZIP_MAGIC, "gzip member"),
+            Compression::Zstd => (ZSTD_MAGIC, "zstd frame"),
+            Compression::None | Compression::Bzip2 => return Ok(false),
+        };
+        let rest = match self.stored.fill_buf() {
+            Ok(rest) => rest,
+            Err(error) => return Err(self.probe.classify(error)),
+        };
+        if rest.is_empty() {
+            return Ok(false);
+        }
+        if !rest.starts_with(magic) {
+            return Err(StreamError::Corrupt(io::Error::other(format!(
+                "bytes after {kind} {} are not another {kind}",
+                self.members_opened
+            ))));
+        }
+        Ok(true)
     }
 }
 
@@ -234,29 +279,32 @@ fn unsupported_format(head: &[u8]) -> Option<&'static str> {
         .map(|(_, format)| *format)
 }
 
-/// The decompressor for `compression` over the stored bytes. zstd reads its frame header
-/// here, so this can fail like a read.
-fn decoder<'a>(
-    compression: Compression,
-    stored: impl BufRead + 'a,
-) -> io::Result<Box<dyn Read + 'a>> {
-    Ok(match compression {
-        Compression::Gzip => Box::new(MultiGzDecoder::new(stored)),
-        Compression::Bzip2 => Box::new(MultiBzDecoder::new(stored)),
-        Compression::Zstd => Box::new(
-            ruzstd::decoding::StreamingDecoder::new(stored)
-                .map_err(|error| io::Error::other(error.to_string()))?,
-        ),
-        Compression::None => Box::new(stored),
-    })
-}
-
 fn classify(stop: Option<Stop>, error: io::Error) -> StreamError {
     match stop {
         Some(Stop::Source) => StreamError::Source(error),
         Some(Stop::ObjectLimit(limit)) => StreamError::ObjectTooLarge { limit },
         Some(Stop::DecompressedLimit(limit)) => StreamError::DecompressedTooLarge { limit },
         None => StreamError::Corrupt(error),
+    }
+}
+
+/// The decompressed-size limit over all members of an object.
+struct Decompressed {
+    read: Rc<Cell<u64>>,
+    limit: u64,
+    stop: StopCell,
+}
+
+impl Decompressed {
+    fn around<R: Read>(self, decoder: R) -> Guard<R> {
+        Guard {
+            inner: decoder,
+            read: self.read,
+            limit: self.limit,
+            on_limit: Stop::DecompressedLimit(self.limit),
+            on_error: None,
+            stop: self.stop,
+        }
     }
 }
 
@@ -307,12 +355,16 @@ mod tests {
         encoder.finish().expect("in-memory gzip")
     }
 
+    /// Every member's decoded bytes, one after the other.
     fn read_all(input: &mut OpenedInput<'_>) -> Result<Vec<u8>, StreamError> {
+        let probe = input.probe.clone();
         let mut out = Vec::new();
-        match input.reader.read_to_end(&mut out) {
-            Ok(_) => Ok(out),
-            Err(error) => Err(input.probe.classify(error)),
+        while let Some(mut member) = input.next_member()? {
+            member
+                .read_to_end(&mut out)
+                .map_err(|error| probe.classify(error))?;
         }
+        Ok(out)
     }
 
     #[test]
@@ -321,6 +373,51 @@ mod tests {
             OpenedInput::open(&b"{\"a\":1}"[..], None, &Limits::default()).expect("opens");
         assert_eq!(input.compression, Compression::None);
         assert_eq!(read_all(&mut input).expect("reads"), b"{\"a\":1}");
+    }
+
+    #[test]
+    fn gzip_members_are_read_one_at_a_time() {
+        let mut data = gzip(b"{\"a\":");
+        data.extend(gzip(b""));
+        data.extend(gzip(b"{\"b\":2}"));
+        let mut input = OpenedInput::open(&data[..], Some(data.len() as u64), &Limits::default())
+            .expect("opens");
+        let mut members = Vec::new();
+        while let Some(mut member) = input.next_member().expect("a member") {
+            let mut text = String::new();
+            member.read_to_string(&mut text).expect("decodes");
+            members.push(text);
+        }
+        assert_eq!(members, ["{\"a\":", "", "{\"b\":2}"]);
+    }
+
+    #[test]
+    fn every_zstd_frame_is_read() {
+        let frame = |text: &[u8]| {
+            ruzstd::encoding::compress_to_vec(text, ruzstd::encoding::CompressionLevel::Fastest)
+        };
+        let mut data = frame(b"{\"a\":1}\n");
+        data.extend(frame(b"{\"b\":2}\n"));
+        let mut input = OpenedInput::open(&data[..], Some(data.len() as u64), &Limits::default())
+            .expect("opens");
+        assert_eq!(
+            read_all(&mut input).expect("decodes"),
+            b"{\"a\":1}\n{\"b\":2}\n"
+        );
+    }
+
+    #[test]
+    fn bytes_after_a_gzip_member_that_are_not_gzip_are_a_corrupt_stream() {
+        let mut data = gzip(b"{\"a\":1}\n");
+        data.extend(b"trailing garbage");
+        let mut input = OpenedInput::open(&data[..], Some(data.len() as u64), &Limits::default())
+            .expect("opens");
+        let error = read_all(&mut input).expect_err("corrupt");
+        assert!(matches!(error, StreamError::Corrupt(_)), "{error}");
+        assert!(
+            error.to_string().contains("not another gzip member"),
+            "{error}"
+        );
     }
 
     #[test]
