@@ -36,8 +36,8 @@ const EXPECTED: &[(&str, Expected)] = {
             "tests/fixtures/cases/search-utf16le-bom.json",
             (1, 1, &[], 0),
         ),
-        // Named, not read: see a_tar_archive_is_named_in_its_rejection.
-        ("tests/fixtures/cases/archive.tar", (1, 0, &[], 1)),
+        // Read file by file: see a_tar_archive_is_read_file_by_file.
+        ("tests/fixtures/cases/archive.tar", (2, 2, &[], 0)),
         // Kept without a date: see unreadable_dates_cost_the_date_not_the_tweet.
         (
             "tests/fixtures/cases/unreadable-dates.jsonl",
@@ -180,10 +180,20 @@ fn unreadable_dates_cost_the_date_not_the_tweet() {
 }
 
 #[test]
-fn a_tar_archive_is_named_in_its_rejection() {
-    let (_, _, rejections) = ingest_file(&repo_root().join("tests/fixtures/cases/archive.tar"));
-    let error = rejections[0]["error"].as_str().expect("error");
-    assert!(error.contains("object is a tar archive"), "{error}");
+fn a_tar_archive_is_read_file_by_file() {
+    let (report, kept, _) = ingest_file(&repo_root().join("tests/fixtures/cases/archive.tar"));
+    assert_eq!(report.compression, tweets::Compression::Tar);
+    let sources: Vec<(&str, u64)> = kept
+        .iter()
+        .map(|tweet| (tweet.source.key.as_str(), tweet.source.line))
+        .collect();
+    assert_eq!(
+        sources,
+        [
+            ("tests/fixtures/cases/archive.tar!tweets.jsonl", 1),
+            ("tests/fixtures/cases/archive.tar!tweets.jsonl", 2)
+        ]
+    );
 }
 
 #[test]

@@ -159,6 +159,7 @@ pub fn ingest_stream(
 ) -> Result<Report, IngestError> {
     let mut run = Run {
         key,
+        member: None,
         options,
         filters: Filters::new(options.filters.clone()),
         report: Report::default(),
@@ -192,6 +193,8 @@ struct Position {
 
 struct Run<'a, K, J, F> {
     key: &'a str,
+    /// The tar file being read, whose name qualifies its records' source.
+    member: Option<String>,
     options: &'a IngestOptions,
     filters: Filters,
     report: Report,
@@ -201,22 +204,30 @@ struct Run<'a, K, J, F> {
 }
 
 impl<K: Write, J: Write, F: Write> Run<'_, K, J, F> {
-    /// Frames and reads every member of the object (one, or one per gzip member).
+    /// Frames and reads every member of the object: the object itself, or each gzip member,
+    /// zstd frame or tar file on its own. A tar file's records are sourced to
+    /// `<key>!<file name>`, their offsets and lines counted within the file.
     fn read_all(&mut self, mut opened: OpenedInput<'_>) -> Result<(), IngestError> {
         self.report.compression = opened.compression;
         let probe = opened.probe.clone();
         let mut origin = Position { offset: 0, line: 1 };
         let outcome = loop {
+            self.member = None;
             let member = match opened.next_member() {
                 Ok(Some(member)) => member,
                 Ok(None) => break Ok(()),
                 Err(error) => break Err(error),
             };
-            if let Some(error) = self.read_member(member, &probe, &mut origin)? {
+            if member.name.is_some() {
+                self.report.bytes_decoded += origin.offset;
+                origin = Position { offset: 0, line: 1 };
+                self.member = member.name;
+            }
+            if let Some(error) = self.read_member(member.reader, &probe, &mut origin)? {
                 break Err(error);
             }
         };
-        self.report.bytes_decoded = origin.offset;
+        self.report.bytes_decoded += origin.offset;
         self.report.bytes_stored = probe.stored_bytes_read();
         match outcome {
             Ok(()) => Ok(()),
@@ -294,7 +305,10 @@ impl<K: Write, J: Write, F: Write> Run<'_, K, J, F> {
         let index = self.report.records_in;
         self.report.records_in += 1;
         SourceRef {
-            key: self.key.to_owned(),
+            key: match &self.member {
+                Some(name) => format!("{}!{name}", self.key),
+                None => self.key.to_owned(),
+            },
             index,
             offset,
             line,

@@ -1,5 +1,6 @@
-//! Opens a raw object for framing: detects gzip, bzip2 and zstd by their magic bytes (never by
-//! file name), transcodes UTF-16 text (by its byte-order mark) to UTF-8, names the formats it
+//! Opens a raw object for framing: detects gzip, bzip2, zstd and tar by their magic bytes
+//! (never by file name), splits it into members (gzip members, zstd frames, tar files),
+//! transcodes UTF-16 text (by its byte-order mark) to UTF-8, names the formats it
 //! cannot read, and enforces the size limits, telling apart the failures that condemn the
 //! object (too big, a bomb, a corrupt stream) from a failing source, which is transient and
 //! worth a retry.
@@ -12,6 +13,8 @@ use bzip2::read::MultiBzDecoder;
 use encoding_rs_io::DecodeReaderBytesBuilder;
 use flate2::bufread::GzDecoder;
 use serde::{Deserialize, Serialize};
+
+use crate::tar::TarPosition;
 
 const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
 const BZIP2_MAGIC: &[u8] = b"BZh";
@@ -63,6 +66,24 @@ pub enum Compression {
     Gzip,
     Bzip2,
     Zstd,
+    /// An uncompressed POSIX tar archive: each regular file is read as a member.
+    Tar,
+}
+
+/// One part of an object read on its own: a gzip member, a zstd frame, a file of a tar
+/// archive, or the whole object.
+pub struct Member<'r> {
+    /// The file's name inside a tar archive; `None` for the other kinds.
+    pub name: Option<String>,
+    pub reader: Box<dyn Read + 'r>,
+}
+
+impl std::fmt::Debug for Member<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Member")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A failure that ends the reading of an object.
@@ -82,7 +103,7 @@ pub enum StreamError {
     Corrupt(#[source] io::Error),
     #[error(
         "object is a {format}, which ingest does not read: unpack it and drop the files \
-         inside (JSON, JSON Lines; plain, gzip, bzip2 or zstd)"
+         inside (JSON, JSON Lines; plain, gzip, bzip2 or zstd; or an uncompressed tar)"
     )]
     Unsupported { format: &'static str },
 }
@@ -118,6 +139,7 @@ pub struct OpenedInput<'a> {
     decompressed_limit: u64,
     decompressed_read: Rc<Cell<u64>>,
     members_opened: u64,
+    tar: TarPosition,
 }
 
 impl std::fmt::Debug for OpenedInput<'_> {
@@ -190,13 +212,17 @@ impl<'a> OpenedInput<'a> {
             decompressed_limit: limits.max_decompressed_bytes.min(by_ratio),
             decompressed_read: Rc::new(Cell::new(0)),
             members_opened: 0,
+            tar: TarPosition::default(),
         })
     }
 
-    /// The decoded text of the next member (UTF-16 with a byte-order mark becomes UTF-8;
+    /// The next member, its text decoded (UTF-16 with a byte-order mark becomes UTF-8;
     /// anything else passes through untouched, invalid UTF-8 included: the record that holds
     /// it is rejected alone, later); `None` once the object is read.
-    pub fn next_member(&mut self) -> Result<Option<Box<dyn Read + '_>>, StreamError> {
+    pub fn next_member(&mut self) -> Result<Option<Member<'_>>, StreamError> {
+        if self.compression == Compression::Tar {
+            return self.next_tar_member();
+        }
         if self.members_opened > 0 && !self.member_follows()? {
             return Ok(None);
         }
@@ -210,7 +236,7 @@ impl<'a> OpenedInput<'a> {
         let stored = &mut self.stored;
         let decoded: Box<dyn Read + '_> =
             match self.compression {
-                Compression::None => Box::new(stored),
+                Compression::None | Compression::Tar => Box::new(stored),
                 Compression::Gzip => Box::new(guard.around(GzDecoder::new(stored))),
                 Compression::Bzip2 => Box::new(guard.around(MultiBzDecoder::new(stored))),
                 // zstd reads its frame header here, so this can fail like a read.
@@ -220,12 +246,24 @@ impl<'a> OpenedInput<'a> {
                     })?,
                 )),
             };
-        Ok(Some(Box::new(
-            DecodeReaderBytesBuilder::new()
-                .bom_sniffing(true)
-                .utf8_passthru(true)
-                .build(decoded),
-        )))
+        Ok(Some(Member {
+            name: None,
+            reader: text(decoded),
+        }))
+    }
+
+    /// The next regular file of a tar archive.
+    fn next_tar_member(&mut self) -> Result<Option<Member<'_>>, StreamError> {
+        let entry = match self.tar.next_entry(&mut self.stored) {
+            Ok(Some(entry)) => entry,
+            Ok(None) => return Ok(None),
+            Err(error) => return Err(self.probe.classify(error)),
+        };
+        self.members_opened += 1;
+        Ok(Some(Member {
+            name: Some(entry.name),
+            reader: text(Box::new(self.tar.data(&mut self.stored, entry.size))),
+        }))
     }
 
     /// Whether another gzip member or zstd frame follows the one just read. Anything else
@@ -234,7 +272,7 @@ impl<'a> OpenedInput<'a> {
         let (magic, kind) = match self.compression {
             Compression::Gzip => (GZIP_MAGIC, "gzip member"),
             Compression::Zstd => (ZSTD_MAGIC, "zstd frame"),
-            Compression::None | Compression::Bzip2 => return Ok(false),
+            Compression::None | Compression::Bzip2 | Compression::Tar => return Ok(false),
         };
         let rest = match self.stored.fill_buf() {
             Ok(rest) => rest,
@@ -253,6 +291,16 @@ impl<'a> OpenedInput<'a> {
     }
 }
 
+/// UTF-16 with a byte-order mark transcoded to UTF-8; anything else passed through.
+fn text<'r>(decoded: Box<dyn Read + 'r>) -> Box<dyn Read + 'r> {
+    Box::new(
+        DecodeReaderBytesBuilder::new()
+            .bom_sniffing(true)
+            .utf8_passthru(true)
+            .build(decoded),
+    )
+}
+
 fn compression_of(head: &[u8]) -> Compression {
     if head.starts_with(GZIP_MAGIC) {
         Compression::Gzip
@@ -264,15 +312,14 @@ fn compression_of(head: &[u8]) -> Compression {
         Compression::Bzip2
     } else if head.starts_with(ZSTD_MAGIC) {
         Compression::Zstd
+    } else if head.get(TAR_MAGIC_AT..TAR_MAGIC_AT + 5) == Some(b"ustar") {
+        Compression::Tar
     } else {
         Compression::None
     }
 }
 
 fn unsupported_format(head: &[u8]) -> Option<&'static str> {
-    if head.get(TAR_MAGIC_AT..TAR_MAGIC_AT + 5) == Some(b"ustar") {
-        return Some("tar archive");
-    }
     UNSUPPORTED_MAGIC
         .iter()
         .find(|(magic, _)| head.starts_with(magic))
@@ -361,6 +408,7 @@ mod tests {
         let mut out = Vec::new();
         while let Some(mut member) = input.next_member()? {
             member
+                .reader
                 .read_to_end(&mut out)
                 .map_err(|error| probe.classify(error))?;
         }
@@ -385,7 +433,7 @@ mod tests {
         let mut members = Vec::new();
         while let Some(mut member) = input.next_member().expect("a member") {
             let mut text = String::new();
-            member.read_to_string(&mut text).expect("decodes");
+            member.reader.read_to_string(&mut text).expect("decodes");
             members.push(text);
         }
         assert_eq!(members, ["{\"a\":", "", "{\"b\":2}"]);
@@ -477,12 +525,32 @@ mod tests {
     }
 
     #[test]
+    fn a_tar_archive_is_read_file_by_file() {
+        let stored = crate::tar::tests::archive(&[
+            ("a.jsonl", b'0', b"{\"a\":1}\n{\"a\":"),
+            ("notes/", b'5', b""),
+            ("notes/b.json", b'0', b"[{\"b\":2}]"),
+        ]);
+        let mut input = OpenedInput::open(&stored[..], None, &Limits::default()).expect("opens");
+        assert_eq!(input.compression, Compression::Tar);
+        let mut members = Vec::new();
+        while let Some(mut member) = input.next_member().expect("a member") {
+            let mut text = String::new();
+            member.reader.read_to_string(&mut text).expect("reads");
+            members.push((member.name.expect("a file name"), text));
+        }
+        assert_eq!(
+            members,
+            [
+                ("a.jsonl".to_owned(), "{\"a\":1}\n{\"a\":".to_owned()),
+                ("notes/b.json".to_owned(), "[{\"b\":2}]".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
     fn formats_ingest_does_not_read_are_named() {
-        let mut tar = vec![0u8; 1024];
-        tar[..9].copy_from_slice(b"tweets.js");
-        tar[TAR_MAGIC_AT..TAR_MAGIC_AT + 6].copy_from_slice(b"ustar\0");
         for (stored, format) in [
-            (tar, "tar archive"),
             (b"PK\x03\x04rest of a zip".to_vec(), "zip archive"),
             (b"7z\xbc\xaf\x27\x1cmore".to_vec(), "7z archive"),
         ] {

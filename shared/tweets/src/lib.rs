@@ -11,6 +11,7 @@ pub mod frame;
 pub mod ingest;
 pub mod input;
 pub mod schema;
+mod tar;
 
 pub use clean::{CleanConfig, CleaningVersion, EmojiMode, clean_text};
 pub use expressive::CleaningRule;
