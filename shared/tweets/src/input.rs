@@ -31,6 +31,8 @@ const UNSUPPORTED_MAGIC: &[(&[u8], &str)] = &[
 ];
 /// A POSIX tar header carries `ustar` at this offset.
 const TAR_MAGIC_AT: usize = 257;
+/// Bytes looked at to recognise a format.
+const HEAD_BYTES: usize = 512;
 
 /// Size limits for one object. Every limit turns into a clear rejection, never a crash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -134,7 +136,7 @@ pub struct OpenedInput<'a> {
     pub compression: Compression,
     /// Explains the members' read errors.
     pub probe: StreamProbe,
-    stored: BufReader<Guard<Box<dyn Read + 'a>>>,
+    stored: BufReader<Box<dyn Read + 'a>>,
     /// The decompressed-size guard, shared by every member.
     decompressed_limit: u64,
     decompressed_read: Rc<Cell<u64>>,
@@ -185,23 +187,29 @@ impl<'a> OpenedInput<'a> {
         }
         let stop: StopCell = Rc::default();
         let stored_read = Rc::new(Cell::new(0));
-        let guarded = Guard {
-            inner: Box::new(raw) as Box<dyn Read + 'a>,
+        let mut guarded = Guard {
+            inner: raw,
             read: Rc::clone(&stored_read),
             limit: limits.max_object_bytes,
             on_limit: Stop::ObjectLimit(limits.max_object_bytes),
             on_error: Some(Stop::Source),
             stop: Rc::clone(&stop),
         };
-        let mut stored = BufReader::with_capacity(64 * 1024, guarded);
-        let head = match stored.fill_buf() {
-            Ok(head) => head,
-            Err(error) => return Err(classify(stop.get(), error)),
-        };
-        if let Some(format) = unsupported_format(head) {
+        // Formats are told apart by their first bytes (tar's magic sits at byte 257): read
+        // them whatever sizes the source hands over, then put them back in front.
+        let mut head = Vec::with_capacity(HEAD_BYTES);
+        if let Err(error) = (&mut guarded)
+            .take(HEAD_BYTES as u64)
+            .read_to_end(&mut head)
+        {
+            return Err(classify(stop.get(), error));
+        }
+        if let Some(format) = unsupported_format(&head) {
             return Err(StreamError::Unsupported { format });
         }
-        let compression = compression_of(head);
+        let compression = compression_of(&head);
+        let whole: Box<dyn Read + 'a> = Box::new(io::Cursor::new(head).chain(guarded));
+        let stored = BufReader::with_capacity(64 * 1024, whole);
         let by_ratio = stored_len
             .unwrap_or(limits.max_object_bytes)
             .saturating_mul(limits.max_expansion_ratio);
@@ -256,7 +264,14 @@ impl<'a> OpenedInput<'a> {
     fn next_tar_member(&mut self) -> Result<Option<Member<'_>>, StreamError> {
         let entry = match self.tar.next_entry(&mut self.stored) {
             Ok(Some(entry)) => entry,
-            Ok(None) => return Ok(None),
+            Ok(None) => {
+                // Read the padding after the end-of-archive blocks too, so the manifest's
+                // `bytes_stored` is the object's size, not however far the last read reached.
+                return match io::copy(&mut self.stored, &mut io::sink()) {
+                    Ok(_) => Ok(None),
+                    Err(error) => Err(self.probe.classify(error)),
+                };
+            }
             Err(error) => return Err(self.probe.classify(error)),
         };
         self.members_opened += 1;
@@ -402,6 +417,18 @@ mod tests {
         encoder.finish().expect("in-memory gzip")
     }
 
+    /// A reader that hands over at most 100 bytes a call, as a network body may.
+    struct Trickle<'a>(&'a [u8]);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let count = buf.len().min(100).min(self.0.len());
+            buf[..count].copy_from_slice(&self.0[..count]);
+            self.0 = &self.0[count..];
+            Ok(count)
+        }
+    }
+
     /// Every member's decoded bytes, one after the other.
     fn read_all(input: &mut OpenedInput<'_>) -> Result<Vec<u8>, StreamError> {
         let probe = input.probe.clone();
@@ -526,12 +553,15 @@ mod tests {
 
     #[test]
     fn a_tar_archive_is_read_file_by_file() {
-        let stored = crate::tar::tests::archive(&[
+        let mut stored = crate::tar::tests::archive(&[
             ("a.jsonl", b'0', b"{\"a\":1}\n{\"a\":"),
             ("notes/", b'5', b""),
             ("notes/b.json", b'0', b"[{\"b\":2}]"),
         ]);
-        let mut input = OpenedInput::open(&stored[..], None, &Limits::default()).expect("opens");
+        // tar pads archives to 10 KiB records; the network hands bytes over in small reads.
+        stored.resize(10240, 0);
+        let trickle = Trickle(&stored[..]);
+        let mut input = OpenedInput::open(trickle, None, &Limits::default()).expect("opens");
         assert_eq!(input.compression, Compression::Tar);
         let mut members = Vec::new();
         while let Some(mut member) = input.next_member().expect("a member") {
@@ -545,6 +575,11 @@ mod tests {
                 ("a.jsonl".to_owned(), "{\"a\":1}\n{\"a\":".to_owned()),
                 ("notes/b.json".to_owned(), "[{\"b\":2}]".to_owned()),
             ]
+        );
+        assert_eq!(
+            input.probe.stored_bytes_read(),
+            stored.len() as u64,
+            "the whole object is read, however it arrives"
         );
     }
 
@@ -621,7 +656,12 @@ mod tests {
 
     #[test]
     fn truncated_gzip_is_corrupt_not_transient() {
-        let data = gzip(&b"{\"a\":1}\n".repeat(1000));
+        let lines: String = (0..2000).map(|id| format!("{{\"a\":{id}}}\n")).collect();
+        let data = gzip(lines.as_bytes());
+        assert!(
+            data.len() / 2 > HEAD_BYTES,
+            "the failure comes after the head"
+        );
         let cut = &data[..data.len() / 2];
         let mut input = OpenedInput::open(cut, None, &Limits::default()).expect("opens");
         let error = read_all(&mut input).expect_err("corrupt");
@@ -643,7 +683,12 @@ mod tests {
                 Ok(count)
             }
         }
-        let data = gzip(&b"{\"a\":1}\n".repeat(1000));
+        let lines: String = (0..2000).map(|id| format!("{{\"a\":{id}}}\n")).collect();
+        let data = gzip(lines.as_bytes());
+        assert!(
+            data.len() / 2 > HEAD_BYTES,
+            "the failure comes after the head"
+        );
         let mut input =
             OpenedInput::open(Failing(&data[..data.len() / 2]), None, &Limits::default())
                 .expect("opens");
