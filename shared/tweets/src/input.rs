@@ -129,9 +129,9 @@ enum Stop {
 type StopCell = Rc<Cell<Option<Stop>>>;
 
 /// A raw object opened for reading: its format detected and its size guarded. Its decoded
-/// text is read member by member ([`OpenedInput::next_member`]): one per gzip member or zstd
-/// frame, one for any other object, so that a record cut off at the end of one member cannot
-/// swallow the start of the next.
+/// text is read member by member ([`OpenedInput::next_member`]): one per gzip member, zstd
+/// frame or tar file, one for any other object, so that a record cut off at the end of one
+/// member cannot swallow the start of the next.
 pub struct OpenedInput<'a> {
     pub compression: Compression,
     /// Explains the members' read errors.
