@@ -15,6 +15,7 @@ fn good(id: u32) -> String {
 
 struct Outcome {
     report: Report,
+    kept: Vec<tweets::Tweet>,
     kept_ids: Vec<String>,
     errors: Vec<String>,
     rejections: Vec<serde_json::Value>,
@@ -33,15 +34,12 @@ fn ingest_with(bytes: &[u8], options: &IngestOptions) -> Outcome {
     )
     .expect("malformed input is reported, not an error");
     assert!(report.is_conserved(), "{report:?}");
-    let kept_ids = String::from_utf8(clean)
+    let kept: Vec<tweets::Tweet> = String::from_utf8(clean)
         .expect("UTF-8")
         .lines()
-        .map(|line| {
-            serde_json::from_str::<tweets::Tweet>(line)
-                .expect("tweet")
-                .id
-        })
+        .map(|line| serde_json::from_str(line).expect("tweet"))
         .collect();
+    let kept_ids = kept.iter().map(|tweet| tweet.id.clone()).collect();
     let rejections: Vec<serde_json::Value> = String::from_utf8(rejected)
         .expect("UTF-8")
         .lines()
@@ -53,6 +51,7 @@ fn ingest_with(bytes: &[u8], options: &IngestOptions) -> Outcome {
         .collect();
     Outcome {
         report,
+        kept,
         kept_ids,
         errors,
         rejections,
@@ -251,4 +250,96 @@ fn a_file_of_plain_text_is_rejected_line_by_line() {
             .iter()
             .all(|error| error.contains("invalid JSON"))
     );
+}
+
+/// A v1.1 search response of `count` statuses, pretty-printed, about 2.2 KB per status.
+fn search_response(count: u32) -> String {
+    let statuses: Vec<String> = (0..count)
+        .map(|id| {
+            format!(
+                r#"{{"id_str": "{id}", "text": "Search hit {id} about a late delivery", "lang": "en",
+      "user": {{"id_str": "7", "screen_name": "shopper", "description": "{}"}}}}"#,
+                "profile ".repeat(260)
+            )
+        })
+        .collect();
+    format!(
+        "{{\n  \"search_metadata\": {{\"count\": {count}}},\n  \"statuses\": [\n    {}\n  ]\n}}\n",
+        statuses.join(",\n    ")
+    )
+}
+
+#[test]
+fn a_search_response_larger_than_the_record_limit_keeps_every_tweet() {
+    let response = search_response(4_500);
+    let limits = Limits::default();
+    assert!(
+        response.len() > limits.max_record_bytes,
+        "{}",
+        response.len()
+    );
+    let outcome = ingest(response.as_bytes());
+    assert_eq!(outcome.report.records_in, 4_500);
+    assert_eq!(outcome.report.kept, 4_500, "{:?}", outcome.errors.first());
+    let expected: Vec<String> = (0..4_500).map(|id| id.to_string()).collect();
+    assert_eq!(outcome.kept_ids, expected);
+    let last = &outcome.kept[4_499].source;
+    assert_eq!(last.line, 4 + 2 * 4_499, "each status keeps its own line");
+    assert_eq!(
+        &response.as_bytes()[last.offset as usize..][..16],
+        b"{\"id_str\": \"4499"
+    );
+}
+
+#[test]
+fn a_v2_response_over_the_limit_resolves_authors_from_includes_that_come_after_its_data() {
+    let data: Vec<String> = (0..200)
+        .map(|id| {
+            format!(r#"{{"id": "{id}", "text": "Reply {id} about my refund", "author_id": "{}", "lang": "en"}}"#, id % 3)
+        })
+        .collect();
+    let response = format!(
+        r#"{{"data": [{}], "includes": {{"users": [{{"id": "0", "username": "ann"}}, {{"id": "1", "username": "bo"}}]}}, "meta": {{"result_count": 200}}}}"#,
+        data.join(", ")
+    );
+    let options = IngestOptions {
+        limits: Limits {
+            max_record_bytes: 4096,
+            ..Limits::default()
+        },
+        ..IngestOptions::default()
+    };
+    let outcome = ingest_with(response.as_bytes(), &options);
+    assert_eq!(outcome.report.records_in, 200);
+    assert_eq!(outcome.report.kept, 200, "{:?}", outcome.errors.first());
+    let handles: Vec<Option<&str>> = outcome.kept[..4]
+        .iter()
+        .map(|tweet| tweet.author_handle.as_deref())
+        .collect();
+    assert_eq!(handles, [Some("ann"), Some("bo"), None, Some("ann")]);
+}
+
+#[test]
+fn an_unreadable_envelope_is_one_rejection_and_its_tweets_are_kept() {
+    let response = concat!(
+        r#"{"data": [{"id": "1", "text": "Good record number 1 about a late delivery", "lang": "en"},"#,
+        r#" {"id": "2", "text": 7}, {"id": "3", "text": "Good record number 3 about a late delivery", "lang": "en"}],"#,
+        r#" "includes": {"users": "not a list"}}"#
+    );
+    let outcome = ingest(response.as_bytes());
+    assert_eq!(outcome.kept_ids, ["1", "3"]);
+    assert_eq!(outcome.report.records_in, 4);
+    assert_eq!(outcome.report.rejected, 2);
+    assert!(
+        outcome.errors[0].contains("field `text`"),
+        "{}",
+        outcome.errors[0]
+    );
+    assert_eq!(outcome.rejections[0]["raw"], r#"{"id": "2", "text": 7}"#);
+    assert!(
+        outcome.errors[1].contains("includes"),
+        "{}",
+        outcome.errors[1]
+    );
+    assert_eq!(outcome.rejections[1]["bytes"], response.len());
 }

@@ -110,6 +110,26 @@ const V2_MARKERS: &[&str] = &[
     "conversation_id",
 ];
 
+/// The array fields of API responses that hold tweets (`statuses` of a v1.1 search
+/// response, `data` of a v2 response): a framer streams their elements one by one.
+pub const TWEET_ARRAY_FIELDS: &[&str] = &["statuses", "data"];
+const V1_SEARCH_TWEETS: &str = "statuses";
+const V2_TWEETS: &str = "data";
+
+/// What a response says about its tweets besides the tweets: v2 `includes`, indexed.
+#[derive(Debug, Default)]
+pub struct ResponseContext {
+    includes: V2Index,
+}
+
+impl ResponseContext {
+    /// Whether the tweets of `field` need their response's context, which may come after
+    /// them (v2 `includes` follow `data`).
+    pub fn needed_by(field: &str) -> bool {
+        field == V2_TWEETS
+    }
+}
+
 /// Parses one frame into the records it holds (one, or one per tweet of an API response),
 /// appending them to `out`.
 pub fn parse_frame(bytes: &[u8], out: &mut Vec<Record>) {
@@ -123,12 +143,53 @@ pub fn parse_frame(bytes: &[u8], out: &mut Vec<Record>) {
     }
 }
 
-fn parse_object(mut map: Map<String, Value>, out: &mut Vec<Record>) {
-    if let Some(statuses) = map.remove("statuses") {
-        return parse_v1_search(statuses, out);
+/// Parses one element of a response's streamed tweet array `field`. An invalid element's
+/// record carries no `raw`: its frame is its raw.
+pub fn parse_element(bytes: &[u8], field: &str, context: &ResponseContext) -> Record {
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(value) => tweet_in_array(value, field, context),
+        Err(error) => Record::invalid(format!("invalid JSON: {error}")),
     }
-    if let Some(data) = map.remove("data") {
-        return parse_v2_response(data, map.remove("includes"), out);
+}
+
+/// Reads what is left of a response once its tweet arrays were streamed: its context, or
+/// why the envelope is unreadable (its tweets are then read without a context).
+pub fn parse_envelope(bytes: &[u8]) -> Result<ResponseContext, String> {
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(mut map)) => response_context(map.remove("includes")),
+        Ok(other) => Err(format!(
+            "expected an API response object, found {}",
+            kind_of(&other)
+        )),
+        Err(error) => Err(format!("API response: invalid JSON: {error}")),
+    }
+}
+
+fn parse_object(mut map: Map<String, Value>, out: &mut Vec<Record>) {
+    if let Some(statuses) = map.remove(V1_SEARCH_TWEETS) {
+        return match statuses {
+            Value::Array(statuses) => {
+                parse_tweet_array(statuses, V1_SEARCH_TWEETS, &ResponseContext::default(), out)
+            }
+            other => out.push(Record::invalid(format!(
+                "search response field `statuses` should be an array, found {}",
+                kind_of(&other)
+            ))),
+        };
+    }
+    if let Some(data) = map.remove(V2_TWEETS) {
+        let context = response_context(map.remove("includes")).unwrap_or_else(|error| {
+            out.push(Record::invalid(error));
+            ResponseContext::default()
+        });
+        return match data {
+            Value::Array(tweets) => parse_tweet_array(tweets, V2_TWEETS, &context, out),
+            tweet @ Value::Object(_) => out.push(tweet_in_array(tweet, V2_TWEETS, &context)),
+            other => out.push(Record::invalid(format!(
+                "v2 response field `data` should be a tweet or an array of tweets, found {}",
+                kind_of(&other)
+            ))),
+        };
     }
     if let Some(errors) = map.get("errors") {
         return out.push(Record::invalid(format!(
@@ -160,65 +221,51 @@ fn tweet_record(tweet: ParsedTweet) -> Record {
     Record::Tweet(Box::new(tweet))
 }
 
-fn parse_v1_search(statuses: Value, out: &mut Vec<Record>) {
-    match statuses {
-        Value::Array(statuses) => {
-            for status in statuses {
-                out.push(element(status, |value| {
-                    typed::<V1Status>(value).and_then(V1Status::normalize)
-                }));
-            }
-        }
-        other => out.push(Record::invalid(format!(
-            "search response field `statuses` should be an array, found {}",
-            kind_of(&other)
-        ))),
-    }
-}
-
-fn parse_v2_response(data: Value, includes: Option<Value>, out: &mut Vec<Record>) {
+/// A response's `includes`, indexed once for all its tweets.
+fn response_context(includes: Option<Value>) -> Result<ResponseContext, String> {
     let includes = match includes {
-        None | Some(Value::Null) => Ok(V2Includes::default()),
-        Some(value) => typed::<V2Includes>(value).map_err(|error| format!("includes: {error}")),
+        None | Some(Value::Null) => V2Includes::default(),
+        Some(value) => typed::<V2Includes>(value).map_err(|error| format!("includes: {error}"))?,
     };
-    let index = match includes {
-        Ok(includes) => V2Index::new(includes),
-        Err(error) => return out.push(Record::invalid(error)),
-    };
-    let parse = |value| typed::<V2Tweet>(value).and_then(|tweet| tweet.normalize(&index));
-    match data {
-        Value::Array(tweets) => {
-            for tweet in tweets {
-                out.push(element(tweet, parse));
-            }
-        }
-        tweet @ Value::Object(_) => {
-            out.push(parse(tweet).map_or_else(Record::invalid, tweet_record))
-        }
-        other => out.push(Record::invalid(format!(
-            "v2 response field `data` should be a tweet or an array of tweets, found {}",
-            kind_of(&other)
-        ))),
+    Ok(ResponseContext {
+        includes: V2Index::new(includes),
+    })
+}
+
+/// The tweets of a whole (not streamed) response's array, each rejected on its own with its
+/// own JSON, so that the rejection shows that element rather than the whole response.
+fn parse_tweet_array(
+    tweets: Vec<Value>,
+    field: &str,
+    context: &ResponseContext,
+    out: &mut Vec<Record>,
+) {
+    for tweet in tweets {
+        let raw = tweet.to_string();
+        out.push(match tweet_in_array(tweet, field, context) {
+            Record::Invalid { error, .. } => Record::Invalid {
+                error,
+                raw: Some(raw),
+            },
+            record => record,
+        });
     }
 }
 
-/// Parses one element of a response, keeping its own JSON if it is rejected so that the
-/// rejection shows that element rather than the whole response.
-fn element(value: Value, parse: impl Fn(Value) -> Result<ParsedTweet, String>) -> Record {
+/// One element of a response's tweet array `field`.
+fn tweet_in_array(value: Value, field: &str, context: &ResponseContext) -> Record {
     if !value.is_object() {
-        return Record::Invalid {
-            error: format!("expected a tweet object, found {}", kind_of(&value)),
-            raw: Some(value.to_string()),
-        };
+        return Record::invalid(format!(
+            "expected a tweet object, found {}",
+            kind_of(&value)
+        ));
     }
-    let raw = value.to_string();
-    match parse(value) {
-        Ok(tweet) => tweet_record(tweet),
-        Err(error) => Record::Invalid {
-            error,
-            raw: Some(raw),
-        },
-    }
+    let tweet = if field == V1_SEARCH_TWEETS {
+        typed::<V1Status>(value).and_then(V1Status::normalize)
+    } else {
+        typed::<V2Tweet>(value).and_then(|tweet| tweet.normalize(&context.includes))
+    };
+    tweet.map_or_else(Record::invalid, tweet_record)
 }
 
 /// Deserializes with the path of the offending field in the error ("user.id_str: invalid

@@ -9,14 +9,22 @@ use serde::{Deserialize, Serialize};
 
 use crate::clean::{CleanConfig, clean_text, text_for_language_detection};
 use crate::filter::{FilterConfig, FilterReason, FilteredCounts, Filters, known_primary_language};
-use crate::formats::{ParsedTweet, Record, TweetWarning, parse_frame};
-use crate::frame::{Framer, Layout};
+use crate::formats::{
+    ParsedTweet, Record, ResponseContext, TWEET_ARRAY_FIELDS, TweetWarning, parse_element,
+    parse_envelope, parse_frame,
+};
+use crate::frame::{Frame, FrameRole, Framer, Layout};
+use crate::held::HeldFrames;
 use crate::input::{Compression, Limits, OpenedInput, StreamError, StreamProbe};
 use crate::schema::{SourceRef, Tweet};
 
 /// How much of a rejected record's raw bytes the rejection carries; `source` and `bytes`
 /// locate the whole of it.
 const MAX_RAW_IN_REJECTION: usize = 64 * 1024;
+
+/// How many bytes of a v2 response's tweets wait in memory for its `includes` before they
+/// wait on local disk.
+const HELD_IN_MEMORY_BYTES: usize = 16 * 1024 * 1024;
 
 /// The language a tweet is counted under when neither Twitter nor the detector knew it
 /// (Twitter's own code for it).
@@ -244,46 +252,117 @@ impl<K: Write, J: Write, F: Write> Run<'_, K, J, F> {
         probe: &StreamProbe,
         origin: &mut Position,
     ) -> Result<Option<StreamError>, IngestError> {
-        let mut framer = Framer::new(member, self.options.limits.max_record_bytes);
-        let mut records = Vec::new();
+        let mut framer = Framer::new(member, self.options.limits.max_record_bytes)
+            .streaming_fields(TWEET_ARRAY_FIELDS);
+        let mut held: Option<HeldFrames> = None;
         let ended = loop {
-            let frame = match framer.next_frame() {
+            let mut frame = match framer.next_frame() {
                 Ok(Some(frame)) => frame,
                 Ok(None) => break None,
                 Err(error) => break Some(probe.classify(error)),
             };
-            let (offset, line) = (origin.offset + frame.offset, origin.line + frame.line - 1);
-            let source = |run: &mut Self| run.next_source(offset, line);
-            if let Some(problem) = frame.problem {
-                let at = source(self);
-                let preview_only = (frame.bytes.len() as u64) < frame.len;
-                self.reject(
-                    at,
-                    frame.len,
-                    problem.to_string(),
-                    Some((&frame.bytes, preview_only)),
-                )?;
-                continue;
-            }
-            parse_frame(&frame.bytes, &mut records);
-            for record in records.drain(..) {
-                let at = source(self);
-                match record {
-                    Record::Tweet(parsed) => self.keep_or_filter(*parsed, at)?,
-                    Record::NotATweet { .. } => self.filter(None, at, FilterReason::NotATweet)?,
-                    Record::Invalid { error, raw } => {
-                        let raw = raw.as_deref().map_or(&frame.bytes[..], str::as_bytes);
-                        self.reject(at, frame.len, error, Some((raw, false)))?;
-                    }
+            frame.offset += origin.offset;
+            frame.line += origin.line - 1;
+            match frame.role {
+                FrameRole::Whole => self.read_whole(&frame)?,
+                FrameRole::Element(field) if ResponseContext::needed_by(field) => held
+                    .get_or_insert_with(|| HeldFrames::new(field, HELD_IN_MEMORY_BYTES))
+                    .push(frame)
+                    .map_err(holding_failed)?,
+                FrameRole::Element(field) => {
+                    self.read_element(frame, field, &ResponseContext::default())?;
                 }
+                FrameRole::Envelope => self.read_envelope(&frame, held.take())?,
             }
         };
+        if let Some(held) = held {
+            // The member ended inside a response: its tweets are read without its includes.
+            self.release(held, &ResponseContext::default())?;
+        }
         if self.report.layout == Layout::Empty {
             self.report.layout = framer.layout();
         }
         origin.offset += framer.offset();
         origin.line += framer.line() - 1;
         Ok(ended)
+    }
+
+    /// A value on its own: a tweet, a stream message, or a whole response.
+    fn read_whole(&mut self, frame: &Frame) -> Result<(), IngestError> {
+        if let Some(problem) = frame.problem {
+            return self.reject_frame(frame, problem.to_string());
+        }
+        let mut records = Vec::new();
+        parse_frame(&frame.bytes, &mut records);
+        for record in records {
+            self.take_record(record, frame)?;
+        }
+        Ok(())
+    }
+
+    /// One tweet of a streamed response array.
+    fn read_element(
+        &mut self,
+        frame: Frame,
+        field: &str,
+        context: &ResponseContext,
+    ) -> Result<(), IngestError> {
+        match frame.problem {
+            Some(problem) => self.reject_frame(&frame, problem.to_string()),
+            None => self.take_record(parse_element(&frame.bytes, field, context), &frame),
+        }
+    }
+
+    /// The end of a streamed response: its held tweets are read with its context, and the
+    /// envelope is one rejected record of its own when it cannot be read.
+    fn read_envelope(
+        &mut self,
+        frame: &Frame,
+        held: Option<HeldFrames>,
+    ) -> Result<(), IngestError> {
+        let context = match frame.problem {
+            Some(problem) => Err(format!("API response: {problem}")),
+            None => parse_envelope(&frame.bytes),
+        };
+        let unreadable = context.as_ref().err().cloned();
+        if let Some(held) = held {
+            self.release(held, &context.unwrap_or_default())?;
+        }
+        match unreadable {
+            Some(error) => self.reject_frame(frame, error),
+            None => Ok(()),
+        }
+    }
+
+    fn release(
+        &mut self,
+        mut held: HeldFrames,
+        context: &ResponseContext,
+    ) -> Result<(), IngestError> {
+        let field = held.field();
+        held.release(
+            |frame| self.read_element(frame, field, context),
+            holding_failed,
+        )
+    }
+
+    fn take_record(&mut self, record: Record, frame: &Frame) -> Result<(), IngestError> {
+        let at = self.next_source(frame.offset, frame.line);
+        match record {
+            Record::Tweet(parsed) => self.keep_or_filter(*parsed, at),
+            Record::NotATweet { .. } => self.filter(None, at, FilterReason::NotATweet),
+            Record::Invalid { error, raw } => {
+                let raw = raw.as_deref().map_or(&frame.bytes[..], str::as_bytes);
+                self.reject(at, frame.len, error, Some((raw, false)))
+            }
+        }
+    }
+
+    /// Rejects a frame as a whole, with its bytes (only a preview when they were cut).
+    fn reject_frame(&mut self, frame: &Frame, error: String) -> Result<(), IngestError> {
+        let at = self.next_source(frame.offset, frame.line);
+        let cut = (frame.bytes.len() as u64) < frame.len;
+        self.reject(at, frame.len, error, Some((&frame.bytes, cut)))
     }
 
     /// The stream cannot be read further: what is left of it is one rejected record.
@@ -399,6 +478,13 @@ fn detect_language(text: &str) -> Option<String> {
     }
     let language = isolang::Language::from_639_3(info.lang().code())?;
     language.to_639_1().map(str::to_owned)
+}
+
+fn holding_failed(source: io::Error) -> IngestError {
+    IngestError::Output {
+        what: "tweets waiting for their response's includes",
+        source,
+    }
 }
 
 fn write_json_line(

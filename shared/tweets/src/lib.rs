@@ -8,6 +8,7 @@ mod expressive;
 pub mod filter;
 pub mod formats;
 pub mod frame;
+mod held;
 pub mod ingest;
 pub mod input;
 pub mod schema;
