@@ -38,6 +38,7 @@ const EXPECTED: &[(&str, Expected)] = {
         ),
         // Read file by file: see a_tar_archive_is_read_file_by_file.
         ("tests/fixtures/cases/archive.tar", (2, 2, &[], 0)),
+        ("tests/fixtures/cases/archive.tar.gz", (2, 2, &[], 0)),
         // Kept without a date: see unreadable_dates_cost_the_date_not_the_tweet.
         (
             "tests/fixtures/cases/unreadable-dates.jsonl",
@@ -180,20 +181,22 @@ fn unreadable_dates_cost_the_date_not_the_tweet() {
 }
 
 #[test]
-fn a_tar_archive_is_read_file_by_file() {
-    let (report, kept, _) = ingest_file(&repo_root().join("tests/fixtures/cases/archive.tar"));
-    assert_eq!(report.compression, tweets::Compression::Tar);
-    let sources: Vec<(&str, u64)> = kept
-        .iter()
-        .map(|tweet| (tweet.source.key.as_str(), tweet.source.line))
-        .collect();
-    assert_eq!(
-        sources,
-        [
-            ("tests/fixtures/cases/archive.tar!tweets.jsonl", 1),
-            ("tests/fixtures/cases/archive.tar!tweets.jsonl", 2)
-        ]
-    );
+fn a_tar_archive_is_read_file_by_file_compressed_or_not() {
+    for (name, compression) in [
+        ("archive.tar", tweets::Compression::None),
+        ("archive.tar.gz", tweets::Compression::Gzip),
+    ] {
+        let path = format!("tests/fixtures/cases/{name}");
+        let (report, kept, _) = ingest_file(&repo_root().join(&path));
+        assert!(report.tar_archive, "{name}");
+        assert_eq!(report.compression, compression);
+        let sources: Vec<(&str, u64)> = kept
+            .iter()
+            .map(|tweet| (tweet.source.key.as_str(), tweet.source.line))
+            .collect();
+        let member = format!("{path}!tweets.jsonl");
+        assert_eq!(sources, [(member.as_str(), 1), (member.as_str(), 2)]);
+    }
 }
 
 #[test]

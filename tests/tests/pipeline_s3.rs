@@ -202,7 +202,7 @@ async fn every_shape_ends_as_exactly_one_prediction_per_kept_tweet() {
     }
     assert!(files.len() >= 20, "{} raw files", files.len());
     // Every kept tweet of every example and fixture (their outcomes: tests/conservation.rs).
-    assert_eq!(total_kept, 69);
+    assert_eq!(total_kept, 71);
 
     // Ingest and classify wrote only under their own output prefixes.
     for key in moto::keys(&stack.client, BUCKET).await {

@@ -52,6 +52,9 @@ pub struct Report {
     #[serde(default)]
     pub warnings: BTreeMap<TweetWarning, u64>,
     pub compression: Compression,
+    /// Whether the (decompressed) object was a tar archive, its files read one by one.
+    #[serde(default)]
+    pub tar_archive: bool,
     pub layout: Layout,
     /// Bytes of the object as stored.
     pub bytes_stored: u64,
@@ -217,6 +220,7 @@ impl<K: Write, J: Write, F: Write> Run<'_, K, J, F> {
     /// `<key>!<file name>`, their offsets and lines counted within the file.
     fn read_all(&mut self, mut opened: OpenedInput<'_>) -> Result<(), IngestError> {
         self.report.compression = opened.compression;
+        self.report.tar_archive = opened.tar_archive;
         let probe = opened.probe.clone();
         let mut origin = Position { offset: 0, line: 1 };
         let outcome = loop {

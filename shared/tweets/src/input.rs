@@ -1,17 +1,17 @@
-//! Opens a raw object for framing: detects gzip, bzip2, zstd and tar by their magic bytes
-//! (never by file name), splits it into members (gzip members, zstd frames, tar files),
-//! transcodes UTF-16 text (by its byte-order mark) to UTF-8, names the formats it
+//! Opens a raw object for framing: detects gzip, bzip2, zstd and tar (plain or compressed)
+//! by their magic bytes (never by file name), splits it into members (gzip members, zstd
+//! frames, tar files), transcodes UTF-16 text (by its byte-order mark) to UTF-8, names the formats it
 //! cannot read, and enforces the size limits, telling apart the failures that condemn the
 //! object (too big, a bomb, a corrupt stream) from a failing source, which is transient and
 //! worth a retry.
 
 use std::cell::Cell;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, Read};
 use std::rc::Rc;
 
-use bzip2::read::MultiBzDecoder;
+use bzip2::bufread::MultiBzDecoder;
 use encoding_rs_io::DecodeReaderBytesBuilder;
-use flate2::bufread::GzDecoder;
+use flate2::bufread::{GzDecoder, MultiGzDecoder};
 use serde::{Deserialize, Serialize};
 
 use crate::tar::TarPosition;
@@ -19,6 +19,10 @@ use crate::tar::TarPosition;
 const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
 const BZIP2_MAGIC: &[u8] = b"BZh";
 const ZSTD_MAGIC: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
+/// A skippable frame (zstd and lz4: `pzstd` writes one first) starts with 0x184D2A5?
+/// little-endian, then its length as a 32-bit little-endian number.
+const SKIPPABLE_MAGIC_TAIL: &[u8] = &[0x2a, 0x4d, 0x18];
+const SKIPPABLE_HEADER_BYTES: usize = 8;
 
 /// Formats recognised by their first bytes that ingest does not read, so the rejection says
 /// what the object is rather than "invalid JSON".
@@ -31,8 +35,12 @@ const UNSUPPORTED_MAGIC: &[(&[u8], &str)] = &[
 ];
 /// A POSIX tar header carries `ustar` at this offset.
 const TAR_MAGIC_AT: usize = 257;
-/// Bytes looked at to recognise a format.
-const HEAD_BYTES: usize = 512;
+const TAR_MAGIC: &[u8] = b"ustar";
+/// Bytes looked at before reading: enough compressed bytes to decode the start of a tar
+/// archive even from bzip2, which decodes nothing before its first block (at most 900 kB of
+/// text) is whole.
+const HEAD_BYTES: usize = 1 << 20;
+const READ_CHUNK: usize = 64 * 1024;
 
 /// Size limits for one object. Every limit turns into a clear rejection, never a crash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,8 +76,6 @@ pub enum Compression {
     Gzip,
     Bzip2,
     Zstd,
-    /// An uncompressed POSIX tar archive: each regular file is read as a member.
-    Tar,
 }
 
 /// One part of an object read on its own: a gzip member, a zstd frame, a file of a tar
@@ -105,7 +111,7 @@ pub enum StreamError {
     Corrupt(#[source] io::Error),
     #[error(
         "object is a {format}, which ingest does not read: unpack it and drop the files \
-         inside (JSON, JSON Lines; plain, gzip, bzip2 or zstd; or an uncompressed tar)"
+         inside (JSON, JSON Lines; plain, gzip, bzip2 or zstd; or a tar of them)"
     )]
     Unsupported { format: &'static str },
 }
@@ -134,9 +140,13 @@ type StopCell = Rc<Cell<Option<Stop>>>;
 /// member cannot swallow the start of the next.
 pub struct OpenedInput<'a> {
     pub compression: Compression,
+    /// Whether the (decompressed) object is a POSIX tar archive, read file by file.
+    pub tar_archive: bool,
     /// Explains the members' read errors.
     pub probe: StreamProbe,
-    stored: BufReader<Box<dyn Read + 'a>>,
+    /// The object as stored; for a compressed tar archive, decompressed, since the archive
+    /// spans every gzip member or zstd frame.
+    stored: Lookahead<Box<dyn Read + 'a>>,
     /// The decompressed-size guard, shared by every member.
     decompressed_limit: u64,
     decompressed_read: Rc<Cell<u64>>,
@@ -148,6 +158,7 @@ impl std::fmt::Debug for OpenedInput<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OpenedInput")
             .field("compression", &self.compression)
+            .field("tar_archive", &self.tar_archive)
             .field("probe", &self.probe)
             .field("members_opened", &self.members_opened)
             .finish_non_exhaustive()
@@ -187,7 +198,7 @@ impl<'a> OpenedInput<'a> {
         }
         let stop: StopCell = Rc::default();
         let stored_read = Rc::new(Cell::new(0));
-        let mut guarded = Guard {
+        let guarded = Guard {
             inner: raw,
             read: Rc::clone(&stored_read),
             limit: limits.max_object_bytes,
@@ -195,56 +206,77 @@ impl<'a> OpenedInput<'a> {
             on_error: Some(Stop::Source),
             stop: Rc::clone(&stop),
         };
-        // Formats are told apart by their first bytes (tar's magic sits at byte 257): read
-        // them whatever sizes the source hands over, then put them back in front.
-        let mut head = Vec::with_capacity(HEAD_BYTES);
-        if let Err(error) = (&mut guarded)
-            .take(HEAD_BYTES as u64)
-            .read_to_end(&mut head)
-        {
-            return Err(classify(stop.get(), error));
-        }
-        if let Some(format) = unsupported_format(&head) {
+        let mut stored = Lookahead::new(Box::new(guarded) as Box<dyn Read + 'a>);
+        let head = match stored.peek(HEAD_BYTES) {
+            Ok(head) => head,
+            Err(error) => return Err(classify(stop.get(), error)),
+        };
+        let magic = past_skippable_frames(head);
+        if let Some(format) = unsupported_format(magic) {
             return Err(StreamError::Unsupported { format });
         }
-        let compression = compression_of(&head);
-        let whole: Box<dyn Read + 'a> = Box::new(io::Cursor::new(head).chain(guarded));
-        let stored = BufReader::with_capacity(64 * 1024, whole);
+        let compression = compression_of(magic);
+        let tar_archive = is_tar(&decoded_start(compression, head));
         let by_ratio = stored_len
             .unwrap_or(limits.max_object_bytes)
             .saturating_mul(limits.max_expansion_ratio);
-        Ok(Self {
+        let mut opened = Self {
             compression,
+            tar_archive,
             probe: StreamProbe { stop, stored_read },
             stored,
             decompressed_limit: limits.max_decompressed_bytes.min(by_ratio),
             decompressed_read: Rc::new(Cell::new(0)),
             members_opened: 0,
             tar: TarPosition::default(),
-        })
+        };
+        if tar_archive && compression != Compression::None {
+            opened.decompress_whole();
+        }
+        Ok(opened)
+    }
+
+    /// Reads a compressed tar archive through one decoder for every gzip member, bzip2
+    /// stream or zstd frame, since its files may straddle them.
+    fn decompress_whole(&mut self) {
+        let empty = Lookahead::new(Box::new(io::empty()) as Box<dyn Read + 'a>);
+        let stored = std::mem::replace(&mut self.stored, empty);
+        let decoded: Box<dyn Read + 'a> = match self.compression {
+            Compression::None => Box::new(stored),
+            Compression::Gzip => Box::new(self.guard().around(MultiGzDecoder::new(stored))),
+            Compression::Bzip2 => Box::new(self.guard().around(MultiBzDecoder::new(stored))),
+            Compression::Zstd => Box::new(self.guard().around(ZstdFrames::new(stored))),
+        };
+        self.stored = Lookahead::new(decoded);
+    }
+
+    fn guard(&self) -> Decompressed {
+        Decompressed {
+            read: Rc::clone(&self.decompressed_read),
+            limit: self.decompressed_limit,
+            stop: Rc::clone(&self.probe.stop),
+        }
     }
 
     /// The next member, its text decoded (UTF-16 with a byte-order mark becomes UTF-8;
     /// anything else passes through untouched, invalid UTF-8 included: the record that holds
     /// it is rejected alone, later); `None` once the object is read.
     pub fn next_member(&mut self) -> Result<Option<Member<'_>>, StreamError> {
-        if self.compression == Compression::Tar {
+        if self.tar_archive {
             return self.next_tar_member();
         }
-        if self.members_opened > 0 && !self.member_follows()? {
-            return Ok(None);
+        match member_follows(&mut self.stored, self.compression, self.members_opened) {
+            Ok(true) => {}
+            Ok(false) => return Ok(None),
+            Err(error) => return Err(self.probe.classify(error)),
         }
         self.members_opened += 1;
         let stop = Rc::clone(&self.probe.stop);
-        let guard = Decompressed {
-            read: Rc::clone(&self.decompressed_read),
-            limit: self.decompressed_limit,
-            stop: Rc::clone(&stop),
-        };
+        let guard = self.guard();
         let stored = &mut self.stored;
         let decoded: Box<dyn Read + '_> =
             match self.compression {
-                Compression::None | Compression::Tar => Box::new(stored),
+                Compression::None => Box::new(stored),
                 Compression::Gzip => Box::new(guard.around(GzDecoder::new(stored))),
                 Compression::Bzip2 => Box::new(guard.around(MultiBzDecoder::new(stored))),
                 // zstd reads its frame header here, so this can fail like a read.
@@ -280,29 +312,202 @@ impl<'a> OpenedInput<'a> {
             reader: text(Box::new(self.tar.data(&mut self.stored, entry.size))),
         }))
     }
+}
 
-    /// Whether another gzip member or zstd frame follows the one just read. Anything else
-    /// after one is a corrupt stream, as a gzip or zstd reader would say.
-    fn member_follows(&mut self) -> Result<bool, StreamError> {
-        let (magic, kind) = match self.compression {
-            Compression::Gzip => (GZIP_MAGIC, "gzip member"),
-            Compression::Zstd => (ZSTD_MAGIC, "zstd frame"),
-            Compression::None | Compression::Bzip2 | Compression::Tar => return Ok(false),
-        };
-        let rest = match self.stored.fill_buf() {
-            Ok(rest) => rest,
-            Err(error) => return Err(self.probe.classify(error)),
-        };
-        if rest.is_empty() {
-            return Ok(false);
+/// Whether member number `opened` (from 0) follows: the object itself for plain and bzip2
+/// objects (bzip2 reads its streams on its own), then each gzip member or zstd frame, with
+/// zstd's skippable frames skipped. Anything else after a member is a corrupt stream, as a
+/// gzip or zstd reader would say.
+fn member_follows<R: Read>(
+    stored: &mut Lookahead<R>,
+    compression: Compression,
+    opened: u64,
+) -> io::Result<bool> {
+    let (magic, kind) = match compression {
+        Compression::Gzip => (GZIP_MAGIC, "gzip member"),
+        Compression::Zstd => {
+            skip_skippable_frames(stored)?;
+            (ZSTD_MAGIC, "zstd frame")
         }
-        if !rest.starts_with(magic) {
-            return Err(StreamError::Corrupt(io::Error::other(format!(
-                "bytes after {kind} {} are not another {kind}",
-                self.members_opened
-            ))));
+        Compression::None | Compression::Bzip2 => return Ok(opened == 0),
+    };
+    if opened == 0 {
+        return Ok(true);
+    }
+    let rest = stored.peek(magic.len())?;
+    if rest.is_empty() {
+        return Ok(false);
+    }
+    if rest != magic {
+        return Err(io::Error::other(format!(
+            "bytes after {kind} {opened} are not another {kind}"
+        )));
+    }
+    Ok(true)
+}
+
+fn skip_skippable_frames<R: Read>(stored: &mut Lookahead<R>) -> io::Result<()> {
+    loop {
+        let header = stored.peek(SKIPPABLE_HEADER_BYTES)?;
+        let Some(length) = skippable_frame_length(header) else {
+            return Ok(());
+        };
+        stored.consume(SKIPPABLE_HEADER_BYTES);
+        let skipped = io::copy(&mut (&mut *stored).take(length), &mut io::sink())?;
+        if skipped < length {
+            return Err(io::Error::other("stream ends inside a skippable frame"));
         }
-        Ok(true)
+    }
+}
+
+/// The length of the skippable frame whose header `bytes` starts with.
+fn skippable_frame_length(bytes: &[u8]) -> Option<u64> {
+    let header = bytes.get(..SKIPPABLE_HEADER_BYTES)?;
+    let is_skippable = header[0] & 0xf0 == 0x50 && &header[1..4] == SKIPPABLE_MAGIC_TAIL;
+    is_skippable.then(|| {
+        u64::from(u32::from_le_bytes([
+            header[4], header[5], header[6], header[7],
+        ]))
+    })
+}
+
+/// `head` past any skippable frames it starts with, where a zstd or lz4 frame's magic is.
+fn past_skippable_frames(mut head: &[u8]) -> &[u8] {
+    while let Some(length) = skippable_frame_length(head) {
+        let next = usize::try_from(length)
+            .ok()
+            .and_then(|length| length.checked_add(SKIPPABLE_HEADER_BYTES));
+        match next.and_then(|next| head.get(next..)) {
+            Some(rest) => head = rest,
+            None => return &[],
+        }
+    }
+    head
+}
+
+/// The first decoded bytes of `head`, as far as they decode (the head may end mid-stream).
+fn decoded_start(compression: Compression, head: &[u8]) -> Vec<u8> {
+    let decoder: Box<dyn Read + '_> = match compression {
+        Compression::None => Box::new(head),
+        Compression::Gzip => Box::new(MultiGzDecoder::new(head)),
+        Compression::Bzip2 => Box::new(MultiBzDecoder::new(head)),
+        Compression::Zstd => Box::new(ZstdFrames::new(Lookahead::new(head))),
+    };
+    let mut start = Vec::new();
+    // An error only means the head ends before the stream does: what decoded is kept.
+    let _ = decoder
+        .take((TAR_MAGIC_AT + TAR_MAGIC.len()) as u64)
+        .read_to_end(&mut start);
+    start
+}
+
+fn is_tar(start: &[u8]) -> bool {
+    start.get(TAR_MAGIC_AT..TAR_MAGIC_AT + TAR_MAGIC.len()) == Some(TAR_MAGIC)
+}
+
+/// Every frame of a zstd stream, one after the other, skippable frames skipped.
+struct ZstdFrames<R: Read> {
+    between: Option<Lookahead<R>>,
+    frame: Option<ruzstd::decoding::StreamingDecoder<Lookahead<R>, ruzstd::decoding::FrameDecoder>>,
+    frames_read: u64,
+}
+
+impl<R: Read> ZstdFrames<R> {
+    fn new(stored: Lookahead<R>) -> Self {
+        Self {
+            between: Some(stored),
+            frame: None,
+            frames_read: 0,
+        }
+    }
+}
+
+impl<R: Read> Read for ZstdFrames<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if let Some(frame) = &mut self.frame {
+                let count = frame.read(buf)?;
+                if count > 0 || buf.is_empty() {
+                    return Ok(count);
+                }
+                self.between = self.frame.take().map(|frame| frame.into_inner());
+            }
+            let Some(mut stored) = self.between.take() else {
+                return Ok(0);
+            };
+            if !member_follows(&mut stored, Compression::Zstd, self.frames_read)? {
+                return Ok(0);
+            }
+            self.frames_read += 1;
+            let frame = ruzstd::decoding::StreamingDecoder::new(stored)
+                .map_err(|error| io::Error::other(error.to_string()))?;
+            self.frame = Some(frame);
+        }
+    }
+}
+
+/// A buffered reader that can look a given number of bytes ahead, however the source hands
+/// them over (a format's magic may straddle two network reads).
+struct Lookahead<R> {
+    inner: R,
+    buffer: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl<R: Read> Lookahead<R> {
+    fn new(inner: R) -> Self {
+        Self {
+            inner,
+            buffer: Vec::new(),
+            start: 0,
+            end: 0,
+        }
+    }
+
+    /// The next `count` bytes without consuming them; fewer only at the end of the stream.
+    fn peek(&mut self, count: usize) -> io::Result<&[u8]> {
+        while self.end - self.start < count {
+            self.buffer.copy_within(self.start..self.end, 0);
+            (self.start, self.end) = (0, self.end - self.start);
+            let wanted = count.max(READ_CHUNK);
+            if self.buffer.len() < wanted {
+                self.buffer.resize(wanted, 0);
+            }
+            let read = match self.inner.read(&mut self.buffer[self.end..]) {
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                result => result?,
+            };
+            if read == 0 {
+                break;
+            }
+            self.end += read;
+        }
+        let available = (self.end - self.start).min(count);
+        Ok(&self.buffer[self.start..self.start + available])
+    }
+}
+
+impl<R: Read> Read for Lookahead<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let available = self.fill_buf()?;
+        let count = available.len().min(buf.len());
+        buf[..count].copy_from_slice(&available[..count]);
+        self.consume(count);
+        Ok(count)
+    }
+}
+
+impl<R: Read> BufRead for Lookahead<R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        if self.start == self.end {
+            self.peek(1)?;
+        }
+        Ok(&self.buffer[self.start..self.end])
+    }
+
+    fn consume(&mut self, amount: usize) {
+        self.start = (self.start + amount).min(self.end);
     }
 }
 
@@ -327,8 +532,6 @@ fn compression_of(head: &[u8]) -> Compression {
         Compression::Bzip2
     } else if head.starts_with(ZSTD_MAGIC) {
         Compression::Zstd
-    } else if head.get(TAR_MAGIC_AT..TAR_MAGIC_AT + 5) == Some(b"ustar") {
-        Compression::Tar
     } else {
         Compression::None
     }
@@ -562,7 +765,8 @@ mod tests {
         stored.resize(10240, 0);
         let trickle = Trickle(&stored[..]);
         let mut input = OpenedInput::open(trickle, None, &Limits::default()).expect("opens");
-        assert_eq!(input.compression, Compression::Tar);
+        assert!(input.tar_archive);
+        assert_eq!(input.compression, Compression::None);
         let mut members = Vec::new();
         while let Some(mut member) = input.next_member().expect("a member") {
             let mut text = String::new();
@@ -581,6 +785,112 @@ mod tests {
             stored.len() as u64,
             "the whole object is read, however it arrives"
         );
+    }
+
+    fn bzip2(data: &[u8]) -> Vec<u8> {
+        let mut encoder = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::best());
+        encoder.write_all(data).expect("in-memory write");
+        encoder.finish().expect("in-memory bzip2")
+    }
+
+    fn zstd(data: &[u8]) -> Vec<u8> {
+        ruzstd::encoding::compress_to_vec(data, ruzstd::encoding::CompressionLevel::Fastest)
+    }
+
+    /// A skippable frame, as `pzstd` writes before its frames.
+    fn skippable(content: &[u8]) -> Vec<u8> {
+        let mut frame = vec![0x5e, 0x2a, 0x4d, 0x18];
+        frame.extend((content.len() as u32).to_le_bytes());
+        frame.extend(content);
+        frame
+    }
+
+    fn tar_members(input: &mut OpenedInput<'_>) -> Vec<(String, String)> {
+        let mut members = Vec::new();
+        while let Some(mut member) = input.next_member().expect("a member") {
+            let mut text = String::new();
+            member.reader.read_to_string(&mut text).expect("reads");
+            members.push((member.name.expect("a file name"), text));
+        }
+        members
+    }
+
+    #[test]
+    fn a_compressed_tar_archive_is_read_file_by_file_across_members_and_frames() {
+        let big = "{\"big\":1}\n".repeat(30_000);
+        let archive = crate::tar::tests::archive(&[
+            ("a.jsonl", b'0', b"{\"a\":1}\n"),
+            ("big.jsonl", b'0', big.as_bytes()),
+            ("c.json", b'0', b"{\"c\":3}"),
+        ]);
+        let (first, second) = archive.split_at(700);
+        let gzip_members = [gzip(first), gzip(second)].concat();
+        let zstd_frames = [
+            skippable(b"pzstd"),
+            zstd(first),
+            skippable(b""),
+            zstd(second),
+        ]
+        .concat();
+        for (stored, compression) in [
+            (gzip(&archive), Compression::Gzip),
+            (gzip_members, Compression::Gzip),
+            (bzip2(&archive), Compression::Bzip2),
+            (zstd_frames, Compression::Zstd),
+        ] {
+            let mut input =
+                OpenedInput::open(Trickle(&stored), None, &Limits::default()).expect("opens");
+            assert_eq!((input.compression, input.tar_archive), (compression, true));
+            assert_eq!(
+                tar_members(&mut input),
+                [
+                    ("a.jsonl".to_owned(), "{\"a\":1}\n".to_owned()),
+                    ("big.jsonl".to_owned(), big.clone()),
+                    ("c.json".to_owned(), "{\"c\":3}".to_owned()),
+                ],
+                "{compression:?}"
+            );
+            assert_eq!(input.probe.stored_bytes_read(), stored.len() as u64);
+        }
+    }
+
+    #[test]
+    fn a_compressed_tar_bomb_is_stopped_by_the_decompressed_limit() {
+        let archive = crate::tar::tests::archive(&[("a.jsonl", b'0', &[b' '; 1 << 20])]);
+        let stored = gzip(&archive);
+        let mut input =
+            OpenedInput::open(&stored[..], Some(stored.len() as u64), &Limits::default())
+                .expect("opens");
+        assert!(input.tar_archive);
+        let probe = input.probe.clone();
+        let mut member = input.next_member().expect("first file").expect("one file");
+        let error = io::copy(&mut member.reader, &mut io::sink()).expect_err("a bomb");
+        assert!(matches!(
+            probe.classify(error),
+            StreamError::DecompressedTooLarge { .. }
+        ));
+    }
+
+    #[test]
+    fn zstd_skippable_frames_are_skipped_wherever_they_are() {
+        let stored = [
+            skippable(b"index"),
+            zstd(b"{\"a\":1}\n"),
+            skippable(&[7; 70_000]),
+            zstd(b"{\"b\":2}\n"),
+            skippable(b""),
+        ]
+        .concat();
+        let mut input =
+            OpenedInput::open(Trickle(&stored), None, &Limits::default()).expect("opens");
+        assert_eq!(input.compression, Compression::Zstd);
+        assert_eq!(
+            read_all(&mut input).expect("decodes"),
+            b"{\"a\":1}\n{\"b\":2}\n"
+        );
+        let lz4 = [skippable(b"x"), b"\x04\x22\x4d\x18rest".to_vec()].concat();
+        let error = OpenedInput::open(&lz4[..], None, &Limits::default()).expect_err("lz4");
+        assert!(error.to_string().contains("lz4 frame"), "{error}");
     }
 
     #[test]
@@ -654,10 +964,23 @@ mod tests {
         ));
     }
 
+    /// JSON Lines that gzip cannot shrink much, so half of it lies past the head.
+    fn gzip_beyond_the_head() -> Vec<u8> {
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let lines: String = (0..220_000)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                format!("{{\"a\":\"{state:016x}\"}}\n")
+            })
+            .collect();
+        gzip(lines.as_bytes())
+    }
+
     #[test]
     fn truncated_gzip_is_corrupt_not_transient() {
-        let lines: String = (0..2000).map(|id| format!("{{\"a\":{id}}}\n")).collect();
-        let data = gzip(lines.as_bytes());
+        let data = gzip_beyond_the_head();
         assert!(
             data.len() / 2 > HEAD_BYTES,
             "the failure comes after the head"
@@ -677,14 +1000,13 @@ mod tests {
                 if self.0.is_empty() {
                     return Err(io::Error::new(io::ErrorKind::ConnectionReset, "reset"));
                 }
-                let count = self.0.len().min(buf.len()).min(16);
+                let count = self.0.len().min(buf.len()).min(4096);
                 buf[..count].copy_from_slice(&self.0[..count]);
                 self.0 = &self.0[count..];
                 Ok(count)
             }
         }
-        let lines: String = (0..2000).map(|id| format!("{{\"a\":{id}}}\n")).collect();
-        let data = gzip(lines.as_bytes());
+        let data = gzip_beyond_the_head();
         assert!(
             data.len() / 2 > HEAD_BYTES,
             "the failure comes after the head"
