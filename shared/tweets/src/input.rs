@@ -1,7 +1,7 @@
 //! Opens a raw object for framing: detects gzip, bzip2, zstd and tar (plain or compressed)
 //! by their magic bytes (never by file name), splits it into members (gzip members, zstd
-//! frames, tar files), transcodes UTF-16 text (by its byte-order mark) to UTF-8, names the formats it
-//! cannot read, and enforces the size limits, telling apart the failures that condemn the
+//! frames, tar files), transcodes UTF-16 text (by its byte-order mark) to UTF-8, names the
+//! formats it cannot read, and enforces the size limits, telling apart the failures that condemn the
 //! object (too big, a bomb, a corrupt stream) from a failing source, which is transient and
 //! worth a retry.
 
