@@ -8,13 +8,17 @@
 #   2. One BIG_TWEETS (500,000) Firehose-style file through ingest alone (`--ingest-only`):
 #      parts, wall time, peak RSS, against the Python reference (bench/reference_ingest.py)
 #      on the same file in the same run.
+#   3. BIG_RESPONSE_TWEETS (400,000) in two API responses, one v1.1 search response and one
+#      v2 response with its `includes` after its `data`, through ingest alone: each response
+#      is streamed tweet by tweet (the v2 tweets wait on local disk for the includes).
 # Figures go to bench/results/load.md (copied into BENCHMARKS.md by hand).
 #
-#   bash bench/load.sh                 # TWEETS=100000 BIG_TWEETS=500000 ROUNDS=3
+#   bash bench/load.sh   # TWEETS=100000 BIG_TWEETS=500000 BIG_RESPONSE_TWEETS=400000 ROUNDS=3
 set -Eeuo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 tweets="${TWEETS:-100000}"
 big_tweets="${BIG_TWEETS:-500000}"
+response_tweets="${BIG_RESPONSE_TWEETS:-400000}"
 rounds="${ROUNDS:-3}"
 work=bench/.cache/load
 results=bench/results
@@ -34,9 +38,11 @@ step "tweetclf (release)"
 cargo build --quiet --release -p tweetclf
 
 step "synthetic data"
-rm -rf "$work/raw" "$work/big" "$work/big-out" "$work/reference.jsonl"
+rm -rf "$work/raw" "$work/big" "$work/big-out" "$work/reference.jsonl" "$work/responses" \
+    "$work/responses-out"
 python3 bench/make_load.py --tweets "$tweets" --out "$work/raw"
 python3 bench/make_load.py --tweets "$big_tweets" --out "$work/big" --firehose
+python3 bench/make_load.py --tweets "$response_tweets" --out "$work/responses" --responses
 
 step "moto_server"
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -83,6 +89,11 @@ big_s=$(median "${ours[@]}") ref_s=$(median "${reference[@]}") big_rss=$(median 
 parts=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["manifests"]["parts"])' "$work/big.check")
 size_mb=$(du -m "$work/big/firehose-dump" | cut -f1)
 
+step "$response_tweets tweets in two API responses: ingest only"
+read -r responses_s responses_rss < <(measure "$work/responses" "$tweetclf" run "$work/responses" --out "$work/responses-out" --ingest-only)
+python3 bench/check_load.py "$work/responses.expected.json" "$work/responses-out" --ingest-only | tee "$work/responses.check"
+responses_mb=$(du -cm "$work/responses"/*.json | tail -1 | cut -f1)
+
 cat >"$results/load.md" <<MD
 Command: \`bash bench/load.sh\` (TWEETS=$tweets BIG_TWEETS=$big_tweets ROUNDS=$rounds), $(nproc) cores, $(date -u +%Y-%m-%d).
 
@@ -90,9 +101,11 @@ Command: \`bash bench/load.sh\` (TWEETS=$tweets BIG_TWEETS=$big_tweets ROUNDS=$r
 |---|---|---|---|---|
 | $tweets tweets, mixed shapes, ingest + classify, S3 (moto) in and out | $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["records"])' "$work/raw.expected.json") | ${mixed_s} s | ${mixed_rss} MiB | $(python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); print("every kept id predicted once, filtered and rejected as generated" if not c["problems"] else "; ".join(c["problems"]))' "$work/mixed.check") |
 | $big_tweets tweets, one ${size_mb} MB JSON Lines file, ingest only (median of $rounds) | $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["records"])' "$work/big.expected.json") | ${big_s} s ($(python3 -c "print(f'{$ref_s / $big_s:.2f}')")× the Python reference's ${ref_s} s) | ${big_rss} MiB | ${parts} parts; $(python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); print("every kept id once in the parts" if not c["problems"] else "; ".join(c["problems"]))' "$work/big.check") |
+| $response_tweets tweets in one search response and one v2 response, ${responses_mb} MB, ingest only | $response_tweets | ${responses_s} s | ${responses_rss} MiB | $(python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); print("every kept id once in the parts" if not c["problems"] else "; ".join(c["problems"]))' "$work/responses.check") |
 MD
 cat "$results/load.md"
-if grep -q '"problems": \[\]' "$work/mixed.check" && grep -q '"problems": \[\]' "$work/big.check"; then
+if grep -q '"problems": \[\]' "$work/mixed.check" && grep -q '"problems": \[\]' "$work/big.check" \
+    && grep -q '"problems": \[\]' "$work/responses.check"; then
     exit 0
 fi
 echo "load check failed" >&2

@@ -2,6 +2,7 @@
 
     python3 bench/make_load.py --tweets 100000 --out DIR            # mixed shapes, many files
     python3 bench/make_load.py --tweets 500000 --out DIR --firehose # one Firehose-style file
+    python3 bench/make_load.py --tweets 200000 --out DIR --responses # two big API responses
 
 Mixed mode writes files of every supported shape (v1.1 JSON Lines, gzip JSON Lines, search
 responses, v2 responses with `includes`, JSON arrays) and, among the tweets, retweets and
@@ -153,18 +154,39 @@ def firehose(args: argparse.Namespace, rng: random.Random, out: Outcomes) -> Non
             file.write(json_lines(v1_records(rng, ids, count, out, extras=True)))
 
 
+def responses(args: argparse.Namespace, rng: random.Random, out: Outcomes) -> None:
+    """One v1.1 search response and one v2 response (its `includes` after its `data`, as the
+    API writes them), each with half the tweets, whatever their size."""
+    ids = Ids(args.seed)
+    half = args.tweets // 2
+    statuses = v1_records(rng, ids, half, out, extras=False)
+    (args.out / "search-response.json").write_text(
+        json.dumps({"search_metadata": {"count": half}, "statuses": statuses}, indent=1))
+    data = []
+    for _ in range(args.tweets - half):
+        tweet_id = ids.new()
+        data.append(v2(rng, tweet_id, len(out.kept)))
+        out.kept.append(tweet_id)
+    users = sorted({tweet["author_id"] for tweet in data})
+    includes = {"users": [{"id": user, "username": f"user{user}"} for user in users]}
+    (args.out / "v2-response.json").write_text(
+        json.dumps({"data": data, "includes": includes, "meta": {"result_count": len(data)}}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tweets", type=int, required=True, help="kept tweets to generate")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--per-file", type=int, default=2_000)
-    parser.add_argument("--firehose", action="store_true", help="one JSON Lines file")
+    shape = parser.add_mutually_exclusive_group()
+    shape.add_argument("--firehose", action="store_true", help="one JSON Lines file")
+    shape.add_argument("--responses", action="store_true", help="two big API responses")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     rng = random.Random(args.seed)
     out = Outcomes()
-    (firehose if args.firehose else mixed)(args, rng, out)
+    (firehose if args.firehose else responses if args.responses else mixed)(args, rng, out)
     expected = args.out.parent / f"{args.out.name}.expected.json"
     expected.write_text(json.dumps(out.as_json()))
     print(f"{len(out.kept)} kept, {sum(out.filtered.values())} filtered, {out.rejected} rejected "
