@@ -7,6 +7,7 @@ pub mod amazon_ml;
 pub mod backend;
 #[cfg(feature = "candle")]
 pub mod candle;
+#[cfg(feature = "predictions")]
 pub mod classify;
 pub mod config;
 pub mod event;
@@ -15,12 +16,16 @@ pub mod keys;
 pub mod local;
 #[cfg(any(test, feature = "memory"))]
 pub mod memory;
+#[cfg(feature = "predictions")]
 pub mod parquet_table;
 pub mod ports;
 pub mod rebased;
+#[cfg(feature = "predictions")]
 pub mod retract;
+#[cfg(feature = "s3")]
 pub mod s3;
 
+#[cfg(feature = "predictions")]
 pub use classify::{ClassifyManifest, ClassifyObjectError, PredictionRecord, classify_object};
 pub use config::{
     AmazonMlConfig, BackendConfig, CandleConfig, ClassifyConfig, ConfigError, IngestConfig,
@@ -35,6 +40,7 @@ pub use ports::{
     Buckets, Classified, Classify, ClassifyError, ClassifyFailure, DeleteObject, ListObjects,
     ModelInfo, ObjectBody, Payload, ReadObject, StoreError, WriteObject,
 };
+#[cfg(feature = "predictions")]
 pub use retract::{Retraction, retract_classify_outputs};
 
 /// An error and its causes on one line, for callers and logs.
