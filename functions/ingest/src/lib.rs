@@ -8,7 +8,8 @@
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use pipeline::event::EventError;
 use pipeline::{
-    Buckets, EventItem, IngestConfig, IngestError, ObjectRef, StoreError, error_chain, object_refs,
+    Buckets, EventItem, IngestConfig, IngestObjectError, ObjectRef, StoreError, error_chain,
+    object_refs,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -62,7 +63,7 @@ pub enum HandlerError {
         bucket: String,
         key: String,
         #[source]
-        source: IngestError,
+        source: IngestObjectError,
     },
 }
 
@@ -137,13 +138,13 @@ impl<B: Buckets> Handler<B> {
                     parts: manifest.outputs.clean_parts.len(),
                 }
             }
-            Err(IngestError::Key(error)) => {
+            Err(IngestObjectError::Key(error)) => {
                 warn!(bucket, key, %error, "skipped a key this function does not handle");
                 Status::Skipped {
                     reason: error.to_string(),
                 }
             }
-            Err(IngestError::Store(error @ StoreError::NotFound { .. })) => {
+            Err(IngestObjectError::Store(error @ StoreError::NotFound { .. })) => {
                 warn!(bucket, key, %error, "skipped an object deleted before it was read");
                 Status::Skipped {
                     reason: error.to_string(),

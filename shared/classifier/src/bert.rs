@@ -28,7 +28,7 @@ const ROWS_PER_TASK: usize = 8;
 /// The encoder: token ids in, one hidden vector per token out.
 pub struct BertEncoder {
     embeddings: Embeddings,
-    layers: Vec<Layer>,
+    layers: Vec<EncoderLayer>,
 }
 
 impl BertEncoder {
@@ -41,7 +41,7 @@ impl BertEncoder {
         };
         let embeddings = Embeddings::load(vb.pp("embeddings"), config)?;
         let layers = (0..config.num_hidden_layers)
-            .map(|index| Layer::load(vb.pp(format!("encoder.layer.{index}")), config))
+            .map(|index| EncoderLayer::load(vb.pp(format!("encoder.layer.{index}")), config))
             .collect::<candle_core::Result<_>>()?;
         Ok(Self { embeddings, layers })
     }
@@ -184,7 +184,7 @@ impl Embeddings {
 }
 
 // https://github.com/huggingface/transformers/blob/v4.46.0/src/transformers/models/bert/modeling_bert.py#L530
-struct Layer {
+struct EncoderLayer {
     /// `attention.self.{query,key,value}`, packed into one product.
     query_key_value: Dense,
     heads: usize,
@@ -197,7 +197,7 @@ struct Layer {
     output_norm: Norm,
 }
 
-impl Layer {
+impl EncoderLayer {
     fn load(vb: VarBuilder, config: &Config) -> candle_core::Result<Self> {
         let hidden = config.hidden_size;
         if config.num_attention_heads == 0 || !hidden.is_multiple_of(config.num_attention_heads) {

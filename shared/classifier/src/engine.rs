@@ -265,7 +265,7 @@ impl TextEncoder {
             .collect();
         let input_ids = Tensor::from_vec(ids, lengths.iter().sum::<usize>(), &self.device)?;
         let hidden = self.bert.forward(&input_ids, &lengths)?;
-        pool(&hidden, &lengths, self.pooling.kind, self.pooling.normalize)
+        pool_packed(&hidden, &lengths, self.pooling.kind, self.pooling.normalize)
     }
 }
 
@@ -505,7 +505,7 @@ pub(crate) fn plan_batches(
 }
 
 /// Pools the `(tokens, hidden)` rows of texts of `lengths` tokens into `(texts, hidden)`.
-pub(crate) fn pool(
+pub(crate) fn pool_packed(
     hidden: &Tensor,
     lengths: &[usize],
     kind: PoolingKind,
@@ -523,16 +523,21 @@ pub(crate) fn pool(
         start += len;
     }
     let pooled = Tensor::stack(&pooled, 0)?;
-    if !normalize {
-        return Ok(pooled);
+    if normalize {
+        l2_normalize(&pooled)
+    } else {
+        Ok(pooled)
     }
-    // sentence-transformers `Normalize`: x / max(‖x‖₂, 1e-12).
-    let norms = pooled
+}
+
+/// sentence-transformers `Normalize`: each row x / max(‖x‖₂, 1e-12).
+pub(crate) fn l2_normalize(rows: &Tensor) -> candle_core::Result<Tensor> {
+    let norms = rows
         .sqr()?
         .sum_keepdim(D::Minus1)?
         .sqrt()?
         .clamp(1e-12, f64::MAX)?;
-    pooled.broadcast_div(&norms)
+    rows.broadcast_div(&norms)
 }
 
 /// `classifier.hidden` (optional, then GELU) and `classifier.output`.

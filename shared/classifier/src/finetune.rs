@@ -13,19 +13,19 @@ use std::hash::{Hash, Hasher};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
-use candle_core::{D, Device, Tensor, Var};
+use candle_core::{Device, Tensor, Var};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::Config;
 use serde::{Deserialize, Serialize};
 
 use crate::bert::BertEncoder;
-use crate::engine::map_weights;
+use crate::engine::{l2_normalize, map_weights};
 use crate::labels::{Pooling, PoolingKind, ProblemType};
 use crate::model_dir::{CONFIG_FILE, LoadError, ModelFiles};
 use crate::optimizer::{AdamW, ParamGroup};
 use crate::train::{
-    EpochReport, Head, SeededRng, TrainError, check_gradients, label_weights, learning_rate_at,
-    loss, score, snapshot,
+    EpochReport, SeededRng, TrainError, TrainableHead, check_gradients, label_weights,
+    learning_rate_at, loss, score, snapshot,
 };
 use crate::trainable_bert::{Dropout, Trainable, TrainableBert, padding_mask};
 
@@ -230,7 +230,7 @@ pub fn fine_tune(
     };
 
     let mut rng = SeededRng::new(settings.seed);
-    let head = Head::new(config.hidden_size, settings.hidden_size, labels, &mut rng)?;
+    let head = TrainableHead::new(config.hidden_size, settings.hidden_size, labels, &mut rng)?;
     let encoder_vars = bert.vars().to_vec();
     let head_vars = head.vars();
     let mut optimizer = AdamW::new(parameter_groups(&encoder_vars, &head_vars, settings))?;
@@ -292,7 +292,7 @@ pub fn fine_tune(
                 rate: settings.dropout,
                 rng: &mut rng,
             }
-            .apply(&pool(&hidden, &mask, settings.pooling)?)?;
+            .apply(&pool_masked(&hidden, &mask, settings.pooling)?)?;
             let targets = rows(&train.targets, batch)?;
             let batch_loss = loss(
                 &head.forward(&pooled)?,
@@ -562,7 +562,7 @@ fn run_lower_layers(
 
 /// Differentiable pooling of `(batch, seq, hidden)` under `mask`, as the inference engine
 /// pools (mean of real tokens or the first token, then optionally L2-normalized).
-fn pool(hidden: &Tensor, mask: &Tensor, pooling: Pooling) -> candle_core::Result<Tensor> {
+fn pool_masked(hidden: &Tensor, mask: &Tensor, pooling: Pooling) -> candle_core::Result<Tensor> {
     let pooled = match pooling.kind {
         PoolingKind::Mean => hidden
             .broadcast_mul(&mask.unsqueeze(2)?)?
@@ -570,21 +570,17 @@ fn pool(hidden: &Tensor, mask: &Tensor, pooling: Pooling) -> candle_core::Result
             .broadcast_div(&mask.sum_keepdim(1)?)?,
         PoolingKind::Cls => hidden.narrow(1, 0, 1)?.squeeze(1)?,
     };
-    if !pooling.normalize {
-        return Ok(pooled);
+    if pooling.normalize {
+        l2_normalize(&pooled)
+    } else {
+        Ok(pooled)
     }
-    let norms = pooled
-        .sqr()?
-        .sum_keepdim(D::Minus1)?
-        .sqrt()?
-        .clamp(1e-12, f64::MAX)?;
-    pooled.broadcast_div(&norms)
 }
 
 /// Logits for every example of the validation set, in order, without dropout.
 fn predict(
     bert: &TrainableBert,
-    head: &Head,
+    head: &TrainableHead,
     inputs: &Inputs,
     valid: &TokenizedExamples,
     pooling: Pooling,
@@ -595,7 +591,9 @@ fn predict(
     for chunk in order.chunks(INFERENCE_BATCH) {
         let (input, mask) = inputs.batch(Set::Valid, valid, chunk)?;
         let hidden = bert.forward(&input, &mask, None)?;
-        let batch_logits = head.forward(&pool(&hidden, &mask, pooling)?)?.detach();
+        let batch_logits = head
+            .forward(&pool_masked(&hidden, &mask, pooling)?)?
+            .detach();
         for (row, index) in chunk.iter().enumerate() {
             logits[*index] = Some(batch_logits.get(row)?);
         }
@@ -748,7 +746,7 @@ mod tests {
     use candle_core::DType;
 
     use super::*;
-    use crate::engine::{Head as InferenceHead, pool as inference_pool};
+    use crate::engine::{Head as InferenceHead, pool_packed as inference_pool};
     use crate::labels::HeadSpec;
     use crate::test_support::{random_weights, tiny_config};
 

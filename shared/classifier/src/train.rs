@@ -133,13 +133,13 @@ impl SeededRng {
     }
 }
 
-struct Layer {
+struct TrainableLinear {
     name: &'static str,
     weight: Var,
     bias: Var,
 }
 
-impl Layer {
+impl TrainableLinear {
     /// PyTorch's `nn.Linear` initialization: U(-1/√in, 1/√in) weights, zero bias.
     fn new(
         name: &'static str,
@@ -165,12 +165,12 @@ impl Layer {
     }
 }
 
-pub(crate) struct Head {
-    hidden: Option<Layer>,
-    output: Layer,
+pub(crate) struct TrainableHead {
+    hidden: Option<TrainableLinear>,
+    output: TrainableLinear,
 }
 
-impl Head {
+impl TrainableHead {
     /// A freshly initialized head over `inputs`-wide vectors.
     pub(crate) fn new(
         inputs: usize,
@@ -180,9 +180,9 @@ impl Head {
     ) -> candle_core::Result<Self> {
         Ok(Self {
             hidden: hidden_size
-                .map(|size| Layer::new("hidden", inputs, size, rng))
+                .map(|size| TrainableLinear::new("hidden", inputs, size, rng))
                 .transpose()?,
-            output: Layer::new("output", hidden_size.unwrap_or(inputs), labels, rng)?,
+            output: TrainableLinear::new("output", hidden_size.unwrap_or(inputs), labels, rng)?,
         })
     }
 
@@ -194,7 +194,7 @@ impl Head {
         }
     }
 
-    fn layers(&self) -> impl Iterator<Item = &Layer> {
+    fn layers(&self) -> impl Iterator<Item = &TrainableLinear> {
         self.hidden.iter().chain(std::iter::once(&self.output))
     }
 
@@ -232,7 +232,7 @@ pub fn train_head(
 ) -> Result<TrainedHead, TrainError> {
     let (dim, labels) = check_shapes(train, valid)?;
     let mut rng = SeededRng::new(config.seed);
-    let head = Head::new(dim, config.hidden_size, labels, &mut rng)?;
+    let head = TrainableHead::new(dim, config.hidden_size, labels, &mut rng)?;
     let vars = head.vars();
     let mut optimizer = AdamW::new(vec![ParamGroup {
         learning_rate: config.learning_rate,

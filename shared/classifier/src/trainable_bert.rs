@@ -128,7 +128,7 @@ impl Loader<'_> {
 /// The trainable part of the encoder, with the names of its variables.
 pub struct TrainableBert {
     embeddings: Option<Embeddings>,
-    layers: Vec<Layer>,
+    layers: Vec<TrainableEncoderLayer>,
     vars: Vec<(String, Var)>,
 }
 
@@ -185,7 +185,7 @@ impl TrainableBert {
             Trainable::TopLayers(_) => None,
         };
         let layers = (first_trainable..total)
-            .map(|index| Layer::load(&mut loader, index, config))
+            .map(|index| TrainableEncoderLayer::load(&mut loader, index, config))
             .collect::<candle_core::Result<_>>()?;
         Ok(Self {
             embeddings,
@@ -321,7 +321,7 @@ impl Embeddings {
 }
 
 // https://github.com/huggingface/transformers/blob/v4.46.0/src/transformers/models/bert/modeling_bert.py#L530
-struct Layer {
+struct TrainableEncoderLayer {
     query: Linear,
     key: Linear,
     value: Linear,
@@ -334,7 +334,7 @@ struct Layer {
     output_norm: Norm,
 }
 
-impl Layer {
+impl TrainableEncoderLayer {
     fn load(loader: &mut Loader<'_>, index: usize, config: &Config) -> candle_core::Result<Self> {
         let hidden = config.hidden_size;
         let name = |part: &str| format!("encoder.layer.{index}.{part}");

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_util::io::SyncIoBridge;
 use tweets::frame::Framer;
-use tweets::{Prediction, Rejection, SourceRef, Tweet};
+use tweets::{Prediction, RawRecord, Rejection, SourceRef, Tweet};
 
 use crate::config::ClassifyConfig;
 use crate::error_chain;
@@ -203,7 +203,7 @@ pub async fn classify_object(
     while let Some(chunk) = chunks.recv().await {
         read += chunk.read;
         for rejection in chunk.rejections {
-            outputs.reject(&rejection);
+            outputs.reject(&rejection)?;
         }
         if chunk.tweets.is_empty() {
             continue;
@@ -230,7 +230,8 @@ pub async fn classify_object(
                 }
                 Err(error) => {
                     let raw = serde_json::to_vec(&tweet).unwrap_or_default();
-                    outputs.reject(&Rejection::new(position, 0, error, Some((&raw, false))));
+                    let raw = Some(RawRecord::whole(&raw));
+                    outputs.reject(&Rejection::new(position, 0, error, raw))?;
                 }
             }
         }
@@ -273,7 +274,7 @@ struct Outputs {
 
 impl Outputs {
     fn predict(&mut self, record: PredictionRecord) -> Result<(), ClassifyObjectError> {
-        write_json_line(&mut self.predictions, &record)?;
+        buffer_json_line(&mut self.predictions, &record, "predictions")?;
         self.parquet.push(&record)?;
         match &record.label {
             Some(label) => *self.label_counts.entry(label.clone()).or_default() += 1,
@@ -283,13 +284,10 @@ impl Outputs {
         Ok(())
     }
 
-    fn reject(&mut self, rejection: &Rejection) {
-        // Writing to a Payload only fails if its temporary file does; the count still
-        // tells the manifest the record was rejected.
-        if let Err(error) = write_json_line(&mut self.rejections, rejection) {
-            tracing::error!(%error, "could not record a rejection");
-        }
+    fn reject(&mut self, rejection: &Rejection) -> Result<(), ClassifyObjectError> {
+        buffer_json_line(&mut self.rejections, rejection, "rejections")?;
         self.rejected += 1;
+        Ok(())
     }
 
     /// Stores predictions, Parquet partitions and rejections; returns the manifest without
@@ -337,14 +335,19 @@ impl Outputs {
     }
 }
 
-fn write_json_line(out: &mut Payload, value: &impl Serialize) -> Result<(), ClassifyObjectError> {
+/// Appends one JSON line to the payload of the output named `output`.
+fn buffer_json_line(
+    out: &mut Payload,
+    value: &impl Serialize,
+    output: &'static str,
+) -> Result<(), ClassifyObjectError> {
     serde_json::to_writer(&mut *out, value)
         .map_err(std::io::Error::from)
         .and_then(|()| out.write_all(b"\n"))
         .map_err(|error| {
             ClassifyObjectError::Store(StoreError::Failed {
                 operation: "buffering output for",
-                key: "predictions".to_owned(),
+                key: output.to_owned(),
                 retryable: true,
                 source: Box::new(error),
             })
@@ -382,7 +385,10 @@ fn read_chunks(
                 position,
                 frame.len,
                 error,
-                Some((&frame.bytes, frame.problem.is_some())),
+                Some(RawRecord {
+                    bytes: &frame.bytes,
+                    cut_short: frame.problem.is_some(),
+                }),
             )),
         }
         if chunk.tweets.len() >= batch_size {

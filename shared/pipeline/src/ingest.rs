@@ -54,25 +54,25 @@ pub struct IngestTiming {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum IngestError {
+pub enum IngestObjectError {
     /// The key is not one this function handles; nothing was read or written.
     #[error(transparent)]
     Key(#[from] KeyError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("processing the object failed")]
-    Process(#[from] tweets::IngestError),
+    Process(#[from] tweets::IngestStreamError),
     #[error("the processing task stopped unexpectedly")]
     Task(#[from] tokio::task::JoinError),
 }
 
-impl IngestError {
+impl IngestObjectError {
     /// Whether the same event may succeed later: Lambda should retry it.
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Key(_) => false,
             Self::Store(error) => error.is_retryable(),
-            Self::Process(tweets::IngestError::Conservation { .. }) => false,
+            Self::Process(tweets::IngestStreamError::Conservation { .. }) => false,
             Self::Process(_) | Self::Task(_) => true,
         }
     }
@@ -98,7 +98,7 @@ pub async fn ingest_object(
     sink: &(impl WriteObject + ListObjects + DeleteObject),
     raw_key: &str,
     config: &IngestConfig,
-) -> Result<Ingested, IngestError> {
+) -> Result<Ingested, IngestObjectError> {
     let keys = config.prefixes.ingest_keys(raw_key)?;
     let started = Instant::now();
     let body = source.get(raw_key).await?;
@@ -117,7 +117,7 @@ pub async fn ingest_object(
             &mut outputs.rejected,
             &mut outputs.filtered,
         )?;
-        Ok::<_, tweets::IngestError>((report, outputs))
+        Ok::<_, tweets::IngestStreamError>((report, outputs))
     })
     .await??;
     let read_parse = elapsed_ms(started);
@@ -595,7 +595,7 @@ mod tests {
             .expect_err("refused");
         assert!(matches!(
             error,
-            IngestError::Key(KeyError::OutsideTrigger { .. })
+            IngestObjectError::Key(KeyError::OutsideTrigger { .. })
         ));
         assert!(!error.is_retryable());
     }
@@ -609,7 +609,7 @@ mod tests {
             .expect_err("missing");
         assert!(matches!(
             error,
-            IngestError::Store(StoreError::NotFound { .. })
+            IngestObjectError::Store(StoreError::NotFound { .. })
         ));
     }
 }

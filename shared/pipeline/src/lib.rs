@@ -33,7 +33,7 @@ pub use config::{
 };
 pub use event::{EventItem, ObjectRef, object_refs};
 pub use ingest::{
-    IngestError, IngestManifest, IngestOutputs, IngestTiming, Ingested, ingest_object,
+    IngestManifest, IngestObjectError, IngestOutputs, IngestTiming, Ingested, ingest_object,
 };
 pub use keys::{KeyError, Prefixes};
 pub use ports::{

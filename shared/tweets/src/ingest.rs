@@ -103,13 +103,32 @@ pub struct Rejection {
     pub raw_truncated: bool,
 }
 
+/// The bytes of a rejected record, as far as they were kept.
+#[derive(Debug, Clone, Copy)]
+pub struct RawRecord<'a> {
+    pub bytes: &'a [u8],
+    /// Only the start of the record was kept (it was over a size limit).
+    pub cut_short: bool,
+}
+
+impl<'a> RawRecord<'a> {
+    pub fn whole(bytes: &'a [u8]) -> Self {
+        Self {
+            bytes,
+            cut_short: false,
+        }
+    }
+}
+
 impl Rejection {
-    /// A rejection carrying at most 64 KiB of the raw record; `raw` is the record's bytes
-    /// and whether they were already cut short.
-    pub fn new(source: SourceRef, bytes: u64, error: String, raw: Option<(&[u8], bool)>) -> Self {
-        let raw_truncated = raw.is_some_and(|(raw, cut)| cut || raw.len() > MAX_RAW_IN_REJECTION);
-        let raw = raw.map(|(raw, _)| {
-            String::from_utf8_lossy(&raw[..raw.len().min(MAX_RAW_IN_REJECTION)]).into_owned()
+    /// A rejection carrying at most 64 KiB of the raw record (`None` when nothing of it could
+    /// be read).
+    pub fn new(source: SourceRef, bytes: u64, error: String, raw: Option<RawRecord<'_>>) -> Self {
+        let raw_truncated =
+            raw.is_some_and(|raw| raw.cut_short || raw.bytes.len() > MAX_RAW_IN_REJECTION);
+        let raw = raw.map(|raw| {
+            let kept = &raw.bytes[..raw.bytes.len().min(MAX_RAW_IN_REJECTION)];
+            String::from_utf8_lossy(kept).into_owned()
         });
         Self {
             source,
@@ -133,7 +152,7 @@ pub struct FilteredRecord {
 
 /// Failures that stop an object without a verdict on its records: retry them.
 #[derive(Debug, thiserror::Error)]
-pub enum IngestError {
+pub enum IngestStreamError {
     #[error("reading the object failed")]
     Source(#[source] io::Error),
     #[error("writing {what} failed")]
@@ -167,7 +186,7 @@ pub fn ingest_stream(
     kept_out: &mut impl Write,
     rejected_out: &mut impl Write,
     filtered_out: &mut impl Write,
-) -> Result<Report, IngestError> {
+) -> Result<Report, IngestStreamError> {
     let mut run = Run {
         key,
         member: None,
@@ -180,12 +199,12 @@ pub fn ingest_stream(
     };
     match OpenedInput::open(input, stored_len, &options.limits) {
         Ok(opened) => run.read_all(opened)?,
-        Err(StreamError::Source(error)) => return Err(IngestError::Source(error)),
+        Err(StreamError::Source(error)) => return Err(IngestStreamError::Source(error)),
         Err(error) => run.reject_rest_of_stream(&error, 0, 1)?,
     }
     let report = run.report;
     if !report.is_conserved() {
-        return Err(IngestError::Conservation {
+        return Err(IngestStreamError::Conservation {
             records_in: report.records_in,
             kept: report.kept,
             filtered: report.filtered_total(),
@@ -218,7 +237,7 @@ impl<K: Write, J: Write, F: Write> Run<'_, K, J, F> {
     /// Frames and reads every member of the object: the object itself, or each gzip member,
     /// zstd frame or tar file on its own. A tar file's records are sourced to
     /// `<key>!<file name>`, their offsets and lines counted within the file.
-    fn read_all(&mut self, mut opened: OpenedInput<'_>) -> Result<(), IngestError> {
+    fn read_all(&mut self, mut opened: OpenedInput<'_>) -> Result<(), IngestStreamError> {
         self.report.compression = opened.compression;
         self.report.tar_archive = opened.tar_archive;
         let probe = opened.probe.clone();
@@ -243,7 +262,7 @@ impl<K: Write, J: Write, F: Write> Run<'_, K, J, F> {
         self.report.bytes_stored = probe.stored_bytes_read();
         match outcome {
             Ok(()) => Ok(()),
-            Err(StreamError::Source(error)) => Err(IngestError::Source(error)),
+            Err(StreamError::Source(error)) => Err(IngestStreamError::Source(error)),
             Err(error) => self.reject_rest_of_stream(&error, origin.offset, origin.line),
         }
     }
@@ -255,7 +274,7 @@ impl<K: Write, J: Write, F: Write> Run<'_, K, J, F> {
         member: impl Read,
         probe: &StreamProbe,
         origin: &mut Position,
-    ) -> Result<Option<StreamError>, IngestError> {
+    ) -> Result<Option<StreamError>, IngestStreamError> {
         let mut framer = Framer::new(member, self.options.limits.max_record_bytes)
             .streaming_fields(TWEET_ARRAY_FIELDS);
         let mut held: Option<HeldFrames> = None;
@@ -292,7 +311,7 @@ impl<K: Write, J: Write, F: Write> Run<'_, K, J, F> {
     }
 
     /// A value on its own: a tweet, a stream message, or a whole response.
-    fn read_whole(&mut self, frame: &Frame) -> Result<(), IngestError> {
+    fn read_whole(&mut self, frame: &Frame) -> Result<(), IngestStreamError> {
         if let Some(problem) = frame.problem {
             return self.reject_frame(frame, problem.to_string());
         }
@@ -310,7 +329,7 @@ impl<K: Write, J: Write, F: Write> Run<'_, K, J, F> {
         frame: Frame,
         field: &str,
         context: &ResponseContext,
-    ) -> Result<(), IngestError> {
+    ) -> Result<(), IngestStreamError> {
         match frame.problem {
             Some(problem) => self.reject_frame(&frame, problem.to_string()),
             None => self.take_record(parse_element(&frame.bytes, field, context), &frame),
@@ -323,7 +342,7 @@ impl<K: Write, J: Write, F: Write> Run<'_, K, J, F> {
         &mut self,
         frame: &Frame,
         held: Option<HeldFrames>,
-    ) -> Result<(), IngestError> {
+    ) -> Result<(), IngestStreamError> {
         let context = match frame.problem {
             Some(problem) => Err(format!("API response: {problem}")),
             None => parse_envelope(&frame.bytes),
@@ -342,7 +361,7 @@ impl<K: Write, J: Write, F: Write> Run<'_, K, J, F> {
         &mut self,
         mut held: HeldFrames,
         context: &ResponseContext,
-    ) -> Result<(), IngestError> {
+    ) -> Result<(), IngestStreamError> {
         let field = held.field();
         held.release(
             |frame| self.read_element(frame, field, context),
@@ -350,23 +369,26 @@ impl<K: Write, J: Write, F: Write> Run<'_, K, J, F> {
         )
     }
 
-    fn take_record(&mut self, record: Record, frame: &Frame) -> Result<(), IngestError> {
+    fn take_record(&mut self, record: Record, frame: &Frame) -> Result<(), IngestStreamError> {
         let at = self.next_source(frame.offset, frame.line);
         match record {
             Record::Tweet(parsed) => self.keep_or_filter(*parsed, at),
             Record::NotATweet { .. } => self.filter(None, at, FilterReason::NotATweet),
             Record::Invalid { error, raw } => {
                 let raw = raw.as_deref().map_or(&frame.bytes[..], str::as_bytes);
-                self.reject(at, frame.len, error, Some((raw, false)))
+                self.reject(at, frame.len, error, Some(RawRecord::whole(raw)))
             }
         }
     }
 
     /// Rejects a frame as a whole, with its bytes (only a preview when they were cut).
-    fn reject_frame(&mut self, frame: &Frame, error: String) -> Result<(), IngestError> {
+    fn reject_frame(&mut self, frame: &Frame, error: String) -> Result<(), IngestStreamError> {
         let at = self.next_source(frame.offset, frame.line);
-        let cut = (frame.bytes.len() as u64) < frame.len;
-        self.reject(at, frame.len, error, Some((&frame.bytes, cut)))
+        let raw = RawRecord {
+            bytes: &frame.bytes,
+            cut_short: (frame.bytes.len() as u64) < frame.len,
+        };
+        self.reject(at, frame.len, error, Some(raw))
     }
 
     /// The stream cannot be read further: what is left of it is one rejected record.
@@ -375,7 +397,7 @@ impl<K: Write, J: Write, F: Write> Run<'_, K, J, F> {
         error: &StreamError,
         offset: u64,
         line: u64,
-    ) -> Result<(), IngestError> {
+    ) -> Result<(), IngestStreamError> {
         let source = self.next_source(offset, line);
         let message = match std::error::Error::source(error) {
             Some(cause) => format!("{error}: {cause}; the rest of the object was not read"),
@@ -402,7 +424,7 @@ impl<K: Write, J: Write, F: Write> Run<'_, K, J, F> {
         &mut self,
         mut parsed: ParsedTweet,
         source: SourceRef,
-    ) -> Result<(), IngestError> {
+    ) -> Result<(), IngestStreamError> {
         let warnings = std::mem::take(&mut parsed.warnings);
         let tweet = finish_tweet(parsed, &self.options.cleaning, source);
         match self.filters.check(&tweet) {
@@ -429,7 +451,7 @@ impl<K: Write, J: Write, F: Write> Run<'_, K, J, F> {
         id: Option<String>,
         source: SourceRef,
         reason: FilterReason,
-    ) -> Result<(), IngestError> {
+    ) -> Result<(), IngestStreamError> {
         let record = FilteredRecord { id, source, reason };
         write_json_line(self.filtered_out, &record, "filtered records")?;
         *self.report.filtered.entry(reason).or_default() += 1;
@@ -441,8 +463,8 @@ impl<K: Write, J: Write, F: Write> Run<'_, K, J, F> {
         source: SourceRef,
         bytes: u64,
         error: String,
-        raw: Option<(&[u8], bool)>,
-    ) -> Result<(), IngestError> {
+        raw: Option<RawRecord<'_>>,
+    ) -> Result<(), IngestStreamError> {
         let rejection = Rejection::new(source, bytes, error, raw);
         write_json_line(self.rejected_out, &rejection, "rejections")?;
         self.report.rejected += 1;
@@ -484,8 +506,8 @@ fn detect_language(text: &str) -> Option<String> {
     language.to_639_1().map(str::to_owned)
 }
 
-fn holding_failed(source: io::Error) -> IngestError {
-    IngestError::Output {
+fn holding_failed(source: io::Error) -> IngestStreamError {
+    IngestStreamError::Output {
         what: "tweets waiting for their response's includes",
         source,
     }
@@ -495,8 +517,8 @@ fn write_json_line(
     out: &mut impl Write,
     value: &impl Serialize,
     what: &'static str,
-) -> Result<(), IngestError> {
-    let to_output = |source| IngestError::Output { what, source };
+) -> Result<(), IngestStreamError> {
+    let to_output = |source| IngestStreamError::Output { what, source };
     serde_json::to_writer(&mut *out, value).map_err(|error| to_output(error.into()))?;
     out.write_all(b"\n").map_err(to_output)
 }

@@ -18,6 +18,8 @@ pub use clean::{CleanConfig, CleaningVersion, EmojiMode, clean_text};
 pub use expressive::CleaningRule;
 pub use filter::{FilterConfig, FilterReason, FilteredCounts};
 pub use formats::TweetWarning;
-pub use ingest::{FilteredRecord, IngestError, IngestOptions, Rejection, Report, ingest_stream};
+pub use ingest::{
+    FilteredRecord, IngestOptions, IngestStreamError, RawRecord, Rejection, Report, ingest_stream,
+};
 pub use input::{Compression, Limits, StreamError};
 pub use schema::{Prediction, SourceRef, Tweet};
