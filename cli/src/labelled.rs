@@ -16,6 +16,8 @@ pub struct Labelled {
     /// The example's value in the group column, when one is read (`tweetclf eval
     /// --group-column`: a capability, a source).
     pub group: Option<String>,
+    /// The line of the file the example starts on (from 1), for errors about it.
+    pub line: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -196,6 +198,7 @@ fn read_json_lines(path: &Path, columns: &Columns) -> anyhow::Result<LabelledSet
             text,
             labels,
             group,
+            line: index as u64 + 1,
         });
     }
     Ok(set)
@@ -232,9 +235,10 @@ fn read_delimited(path: &Path, delimiter: u8, columns: &Columns) -> anyhow::Resu
         .collect::<anyhow::Result<Vec<_>>>()?;
     let group_column = columns.group.as_deref().map(column).transpose()?;
     let mut examples = Vec::new();
-    for (index, record) in reader.records().enumerate() {
-        let at = || format!("{} record {}", path.display(), index + 1);
-        let record = record.with_context(at)?;
+    for record in reader.records() {
+        let record = record.with_context(|| format!("reading {}", path.display()))?;
+        let line = record.position().map_or(0, csv::Position::line);
+        let at = || format!("{} line {line}", path.display());
         let labels = match label_column {
             Some(label_column) => {
                 let label = record.get(label_column).unwrap_or_default().trim();
@@ -270,6 +274,7 @@ fn read_delimited(path: &Path, delimiter: u8, columns: &Columns) -> anyhow::Resu
             text: record.get(text_column).unwrap_or_default().to_owned(),
             labels,
             group,
+            line,
         });
     }
     Ok(LabelledSet {
@@ -289,6 +294,17 @@ mod tests {
         (dir, path)
     }
 
+    fn texts_and_labels(set: &LabelledSet) -> Vec<(&str, &[String])> {
+        set.examples
+            .iter()
+            .map(|example| (example.text.as_str(), example.labels.as_slice()))
+            .collect()
+    }
+
+    fn lines(set: &LabelledSet) -> Vec<u64> {
+        set.examples.iter().map(|example| example.line).collect()
+    }
+
     #[test]
     fn single_labels_from_every_format_and_named_columns() {
         let (_dir, jsonl) = file(
@@ -303,7 +319,9 @@ mod tests {
             ..Columns::default()
         };
         let from_tsv = read(&tsv, &named).expect("tsv");
-        assert_eq!(from_jsonl, from_tsv);
+        assert_eq!(texts_and_labels(&from_jsonl), texts_and_labels(&from_tsv));
+        assert_eq!(lines(&from_jsonl), [1, 3], "blank lines are counted");
+        assert_eq!(lines(&from_tsv), [2, 3], "the header is line 1");
         assert!(!from_tsv.multi_label);
         assert_eq!(from_tsv.label_names(), ["x", "y"]);
     }
@@ -323,7 +341,10 @@ mod tests {
         let from_list = read(&jsonl, &Columns::default()).expect("jsonl");
         let from_columns = read(&csv, &flags).expect("csv");
         assert!(from_list.multi_label && from_columns.multi_label);
-        assert_eq!(from_list.examples, from_columns.examples);
+        assert_eq!(
+            texts_and_labels(&from_list),
+            texts_and_labels(&from_columns)
+        );
         assert!(from_columns.examples[1].labels.is_empty());
     }
 
@@ -357,7 +378,7 @@ mod tests {
         let (_dir, csv) = file("a.csv", "text,label\nfine,x\nblank,\n");
         let error = read(&csv, &Columns::default()).expect_err("empty label");
         assert!(
-            error.to_string().contains("record 2: empty `label`"),
+            error.to_string().contains("a.csv line 3: empty `label`"),
             "{error}"
         );
 

@@ -30,7 +30,8 @@ enum Command {
     /// OUT/rejected.jsonl and OUT/manifest.json.
     Ingest {
         /// The raw file, or `-` for standard input.
-        input: PathBuf,
+        #[command(flatten)]
+        input: commands::InputArg,
         /// Where to write the outputs.
         #[arg(long, short)]
         out: PathBuf,
@@ -71,7 +72,9 @@ fn main() -> ExitCode {
         .map_err(anyhow::Error::from)
         .and_then(|config| match cli.command {
             Command::Run(args) => commands::run::run(&args, &config),
-            Command::Ingest { input, out } => commands::ingest::ingest(&input, &out, &config),
+            Command::Ingest { input, out } => input
+                .required("ingest")
+                .and_then(|input| commands::ingest::ingest(input, &out, &config)),
             Command::Classify(args) => commands::classify::classify(&args),
             Command::Train(args) => commands::train::train(&args),
             Command::Eval(args) => commands::eval::eval(&args),

@@ -604,7 +604,7 @@ fn train_reads_multi_label_yes_no_columns() {
     ));
     assert!(output.status.success(), "{stderr}");
     assert!(
-        stdout.contains("trained aid (2 labels, MultiLabel"),
+        stdout.contains("trained aid (2 labels, multi-label"),
         "{stdout}"
     );
     let labels = read_labels(&out);
@@ -1053,4 +1053,166 @@ fn s3_faults_lose_nothing_and_a_clean_re_run_gives_identical_objects() {
             "{key} differs from the fault-free run"
         );
     }
+}
+
+#[test]
+fn every_command_takes_its_input_positionally_or_as_a_flag() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let input = dir.path().join("texts.jsonl");
+    std::fs::write(&input, "{\"text\": \"thank you, fixed in minutes\"}\n").expect("write");
+    let input = input.to_str().expect("UTF-8");
+    let (positional, flag) = (
+        run(&mut tweetclf(&["classify", input])),
+        run(&mut tweetclf(&["classify", "--input", input])),
+    );
+    assert!(positional.0.status.success(), "{}", positional.2);
+    assert_eq!(positional.1, flag.1, "the same prediction either way");
+
+    let (output, _, stderr) = run(&mut tweetclf(&["classify", input, "--input", input]));
+    assert!(!output.status.success());
+    assert!(stderr.contains("cannot be used with"), "{stderr}");
+    let nowhere = dir
+        .path()
+        .join("unused")
+        .to_str()
+        .expect("UTF-8")
+        .to_owned();
+    for (command, extra) in [
+        ("classify", vec![]),
+        ("eval", vec![]),
+        ("ingest", vec!["--out", nowhere.as_str()]),
+    ] {
+        let (output, _, stderr) = run(&mut tweetclf(&[&[command], &extra[..]].concat()));
+        assert!(!output.status.success());
+        assert!(
+            stderr.contains(&format!(
+                "give it as `tweetclf {command} INPUT` or `--input INPUT`"
+            )),
+            "{command}: {stderr}"
+        );
+    }
+
+    let labelled = dir.path().join("labelled.jsonl");
+    std::fs::write(
+        &labelled,
+        "{\"text\": \"love it\", \"label\": \"positive\"}\n\n{\"text\": \"meh\", \"label\": \"bored\"}\n",
+    )
+    .expect("write");
+    let (output, _, stderr) = run(&mut tweetclf(&[
+        "eval",
+        labelled.to_str().expect("UTF-8"),
+        "--out",
+        dir.path().join("eval").to_str().expect("UTF-8"),
+    ]));
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("labelled.jsonl line 3: label `bored` is not one of the model's labels"),
+        "errors name the file's line, not an example index: {stderr}"
+    );
+
+    let ingest_out = dir.path().join("ingest");
+    let (output, _, stderr) = run(&mut tweetclf(&[
+        "ingest",
+        "--input",
+        "examples/raw/v2-recent-search.json",
+        "--out",
+        ingest_out.to_str().expect("UTF-8"),
+    ]));
+    assert!(output.status.success(), "{stderr}");
+    let run_out = dir.path().join("run");
+    let (output, stdout, stderr) = run(&mut tweetclf(&[
+        "run",
+        "--input",
+        "examples/raw/v2-recent-search.json",
+        "--out",
+        run_out.to_str().expect("UTF-8"),
+        "--ingest-only",
+    ]));
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("1 file(s) from examples/raw/v2-recent-search.json"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn model_dir_is_honoured_by_classify_and_eval_and_a_missing_model_is_named() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let input = dir.path().join("texts.jsonl");
+    std::fs::write(&input, "{\"text\": \"hello\", \"label\": \"positive\"}\n").expect("write");
+    let missing = dir.path().join("no-such-model");
+    for command in ["classify", "eval"] {
+        let (output, _, stderr) = run(tweetclf(&[command, input.to_str().expect("UTF-8")])
+            .env("MODEL_DIR", &missing)
+            .current_dir(dir.path()));
+        assert!(!output.status.success(), "{command}");
+        assert!(
+            stderr.contains(&format!("{} does not exist", missing.display())),
+            "{command}: {stderr}"
+        );
+    }
+    let (output, _, stderr) = run(&mut tweetclf(&[
+        "classify",
+        input.to_str().expect("UTF-8"),
+        "--model",
+        input.to_str().expect("UTF-8"),
+    ]));
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("is a file, not a model directory"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn classify_says_a_truncated_line_is_truncated() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let input = dir.path().join("texts.jsonl");
+    std::fs::write(
+        &input,
+        "{\"text\": \"fine\"}\n{\"text\": \"cut off\n{\"text\": oops}\n",
+    )
+    .expect("write");
+    let (_, stdout, _) = run(&mut tweetclf(&["classify", input.to_str().expect("UTF-8")]));
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("JSON line"))
+        .collect();
+    assert_eq!(
+        lines[1]["error"],
+        "truncated JSON: the line ends inside a value (column 17)"
+    );
+    assert_eq!(
+        lines[2]["error"],
+        "invalid JSON at column 10: expected value"
+    );
+}
+
+#[test]
+fn train_refuses_an_existing_model_directory_unless_forced_and_then_replaces_all_of_it() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let train = mood_data(data.path());
+    let out = data.path().join("model");
+    std::fs::create_dir(&out).expect("mkdir");
+    std::fs::write(out.join("MODEL_CARD.md"), "an older model").expect("write");
+    let (output, _, stderr) = run(&mut train_command(&train, &train, &out, "mood", &[]));
+    assert!(!output.status.success());
+    assert!(stderr.contains("already exists: pass --force"), "{stderr}");
+    assert!(out.join("MODEL_CARD.md").exists(), "nothing touched");
+
+    let (output, stdout, stderr) = run(&mut train_command(
+        &train,
+        &train,
+        &out,
+        "mood",
+        &["--force", "--epochs", "2"],
+    ));
+    assert!(output.status.success(), "{stderr}");
+    assert!(stdout.contains("single-label"), "{stdout}");
+    assert!(!stdout.contains("SingleLabel"), "{stdout}");
+    assert!(out.join("labels.json").exists());
+    assert!(
+        !out.join("MODEL_CARD.md").exists(),
+        "the old model's card does not outlive it"
+    );
 }

@@ -15,8 +15,8 @@ use pipeline::candle::bundled_model_dir;
 
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
-    /// A model directory (default: the bundled models/sentiment).
-    #[arg(long)]
+    /// A model directory (default: `MODEL_DIR`, else the bundled models/sentiment).
+    #[arg(long, env = "MODEL_DIR")]
     pub model: Option<PathBuf>,
     /// JSON Lines with a `text` field (default: the held-out airline tweets from
     /// data/prepare-sentiment.py when present, else the parity fixture texts).

@@ -15,10 +15,10 @@ const CHUNK_LINES: usize = 512;
 #[derive(Debug, clap::Args)]
 pub struct ClassifyArgs {
     /// JSON Lines with a `text` field per line (`-` for standard input).
-    #[arg(long)]
-    pub input: PathBuf,
-    /// A model directory (default: the bundled models/sentiment).
-    #[arg(long)]
+    #[command(flatten)]
+    pub input: super::InputArg,
+    /// A model directory (default: `MODEL_DIR`, else the bundled models/sentiment).
+    #[arg(long, env = "MODEL_DIR")]
     pub model: Option<PathBuf>,
     /// Worker threads (default: every core).
     #[arg(long)]
@@ -26,14 +26,12 @@ pub struct ClassifyArgs {
 }
 
 pub fn classify(args: &ClassifyArgs) -> anyhow::Result<()> {
+    let path = args.input.required("classify")?;
     let (classifier, _) = super::load_model(args.model.as_deref(), args.threads)?;
-    let input: Box<dyn Read> = if args.input == Path::new("-") {
+    let input: Box<dyn Read> = if path == Path::new("-") {
         Box::new(std::io::stdin().lock())
     } else {
-        Box::new(
-            std::fs::File::open(&args.input)
-                .with_context(|| format!("opening {}", args.input.display()))?,
-        )
+        Box::new(std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?)
     };
     let mut reader = BufReader::new(input);
     let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
@@ -102,9 +100,9 @@ fn parse_line(line: usize, raw: &[u8]) -> Parsed {
     let Ok(text) = std::str::from_utf8(raw) else {
         return failed("the line is not valid UTF-8".to_owned());
     };
-    let value: Value = match serde_json::from_str(text) {
+    let value: Value = match serde_json::from_str(text.trim_end_matches(['\n', '\r'])) {
         Ok(value) => value,
-        Err(error) => return failed(format!("invalid JSON: {error}")),
+        Err(error) => return failed(json_error(&error)),
     };
     let id = value.get("id").cloned();
     let outcome = match value.get("text") {
@@ -114,6 +112,19 @@ fn parse_line(line: usize, raw: &[u8]) -> Parsed {
         None => Outcome::Failed("no `text` field".to_owned()),
     };
     Parsed { line, id, outcome }
+}
+
+/// What is wrong with a line's JSON, located by column (the line is already named).
+fn json_error(error: &serde_json::Error) -> String {
+    let column = error.column();
+    if error.is_eof() {
+        return format!("truncated JSON: the line ends inside a value (column {column})");
+    }
+    let message = error.to_string();
+    let message = message
+        .strip_suffix(&format!(" at line {} column {column}", error.line()))
+        .unwrap_or(&message);
+    format!("invalid JSON at column {column}: {message}")
 }
 
 /// Classifies the good lines of a chunk and writes one output line per input line; returns

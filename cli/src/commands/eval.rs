@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use classifier::evaluate::{
-    BinaryAccuracy, Evaluation, GroupEvaluation, Judged, Target, ThresholdPoint, ThresholdSweep,
-    binary_accuracy, evaluate, evaluate_groups, sweep,
+    BinaryAccuracy, Evaluation, EvaluationError, GroupEvaluation, Judged, Target, ThresholdPoint,
+    ThresholdSweep, binary_accuracy, evaluate, evaluate_groups, sweep,
 };
 use classifier::model_dir::LABELS_FILE;
 use classifier::{Classifier, LabelsFile, ProblemType};
@@ -26,12 +26,12 @@ const CHUNK: usize = 256;
 #[derive(Debug, clap::Args)]
 pub struct EvalArgs {
     /// Labelled data (.jsonl, .csv or .tsv), as for `train`.
-    #[arg(long)]
-    pub input: PathBuf,
+    #[command(flatten)]
+    pub input: super::InputArg,
     #[command(flatten)]
     pub columns: labelled::ColumnArgs,
-    /// A model directory (default: the bundled models/sentiment).
-    #[arg(long)]
+    /// A model directory (default: `MODEL_DIR`, else the bundled models/sentiment).
+    #[arg(long, env = "MODEL_DIR")]
     pub model: Option<PathBuf>,
     /// Where to write metrics.json, report.md and the plots.
     #[arg(long, default_value = "eval")]
@@ -89,6 +89,7 @@ struct Suggestion<'a> {
 }
 
 pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
+    let input = args.input.required("eval")?;
     let target = match (args.target_precision, args.target_recall) {
         (Some(precision), _) => Some(Target::Precision(check_share(precision, "precision")?)),
         (_, Some(recall)) => Some(Target::Recall(check_share(recall, "recall")?)),
@@ -117,34 +118,43 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
         group: args.group_column.clone(),
         ..args.columns.columns()
     };
-    let set = labelled::read(&args.input, &columns)?;
+    let set = labelled::read(input, &columns)?;
     if set.multi_label && model.problem_type == ProblemType::SingleLabel {
         bail!(
             "{}: the data has several labels per text, but {} is a single-label model",
-            args.input.display(),
+            input.display(),
             model.name
         );
     }
 
+    let lines: Vec<u64> = set.examples.iter().map(|example| example.line).collect();
+    let at_line = |error: EvaluationError| match error {
+        EvaluationError::Example { index, problem } => {
+            anyhow::anyhow!("{} line {}: {problem}", input.display(), lines[index])
+        }
+        other => anyhow::Error::new(other).context(format!("evaluating on {}", input.display())),
+    };
     let groups: Option<Vec<String>> = set
         .examples
         .iter()
         .map(|example| example.group.clone())
         .collect();
     let judged = judge(&classifier, set)?;
-    let evaluation = evaluate(&model.labels, model.problem_type, &judged)
-        .with_context(|| format!("evaluating on {}", args.input.display()))?;
+    let evaluation = evaluate(&model.labels, model.problem_type, &judged).map_err(at_line)?;
     let groups = groups
         .map(|groups| evaluate_groups(&model.labels, model.problem_type, &judged, &groups))
-        .transpose()?;
+        .transpose()
+        .map_err(at_line)?;
     let binary = binary_labels
         .map(|labels| binary_accuracy(&judged, labels))
-        .transpose()?;
+        .transpose()
+        .map_err(at_line)?;
     let sweep = args
         .sweep_label
         .as_deref()
         .map(|label| sweep(&judged, label))
-        .transpose()?;
+        .transpose()
+        .map_err(at_line)?;
     let suggested =
         match (&sweep, target) {
             (Some(sweep), Some(target)) => Some(sweep.suggest(target).with_context(|| {
@@ -161,7 +171,7 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
                 version: &model.version,
                 dir: model_dir.display().to_string(),
             },
-            input: args.input.display().to_string(),
+            input: input.display().to_string(),
             evaluation: &evaluation,
             binary: binary.as_ref(),
             groups: groups.as_deref(),

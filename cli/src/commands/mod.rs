@@ -11,6 +11,32 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use classifier::{Classifier, InferenceOptions};
 
+/// A command's input, given the same way everywhere: `tweetclf <command> FILE` or
+/// `--input FILE`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct InputArg {
+    /// The input (`-` for standard input where the command reads a stream).
+    #[arg(value_name = "INPUT", conflicts_with = "input_flag")]
+    input: Option<PathBuf>,
+    /// The input, as a flag.
+    #[arg(long = "input", value_name = "INPUT")]
+    input_flag: Option<PathBuf>,
+}
+
+impl InputArg {
+    /// The input given, or an error naming both ways to give it.
+    pub fn required(&self, command: &str) -> anyhow::Result<&Path> {
+        self.given().with_context(|| {
+            format!("no input: give it as `tweetclf {command} INPUT` or `--input INPUT`")
+        })
+    }
+
+    /// The input given, if any.
+    pub fn given(&self) -> Option<&Path> {
+        self.input.as_deref().or(self.input_flag.as_deref())
+    }
+}
+
 /// Loads `model`, or the bundled default model without one; returns it with its directory.
 pub fn load_model(
     model: Option<&Path>,

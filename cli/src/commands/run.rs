@@ -2,6 +2,7 @@
 //! bucket layout mirrored under OUTPUT. Either side may be a local folder or
 //! `s3://bucket/prefix` (a backfill from a laptop against real S3).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -26,9 +27,9 @@ use crate::summary;
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Raw tweet files: a folder, one file, or `s3://bucket/prefix`.
-    #[arg(default_value = "examples/raw")]
-    pub input: String,
+    /// Raw tweet files: a folder, one file, or `s3://bucket/prefix` (default: examples/raw).
+    #[command(flatten)]
+    pub input: super::InputArg,
     /// Where to write the outputs, in the bucket layout: a folder or `s3://bucket/prefix`.
     #[arg(long, short, default_value = "out")]
     pub out: String,
@@ -43,6 +44,17 @@ pub struct RunArgs {
     /// check the cleaning and the counts before classifying).
     #[arg(long)]
     pub ingest_only: bool,
+}
+
+/// The raw files `run` reads when none are named: the README's main job.
+const DEFAULT_INPUT: &str = "examples/raw";
+
+impl RunArgs {
+    fn input(&self) -> Cow<'_, str> {
+        self.input
+            .given()
+            .map_or(Cow::Borrowed(DEFAULT_INPUT), Path::to_string_lossy)
+    }
 }
 
 /// Where files are read from or written to.
@@ -141,7 +153,7 @@ pub fn run(args: &RunArgs, ingest: &IngestConfig) -> anyhow::Result<()> {
             threads: args.threads,
         });
     }
-    let input = Location::parse(&args.input)?;
+    let input = Location::parse(&args.input())?;
     let output = Location::parse(&args.out)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -193,7 +205,7 @@ async fn run_async(
         }
     };
     if keys.is_empty() {
-        bail!("no files to ingest under {}", args.input);
+        bail!("no files to ingest under {}", args.input());
     }
     let sink = match output {
         Location::Local(path) => {
@@ -362,7 +374,7 @@ fn report(
         stdout,
         "tweetclf run: {} file(s) from {} into {} in {:.2} s\n",
         keys.len(),
-        args.input,
+        args.input(),
         args.out,
         elapsed.as_secs_f64()
     )?;

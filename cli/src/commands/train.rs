@@ -47,9 +47,13 @@ pub struct TrainArgs {
     /// The base encoder directory (models/fetch-base.sh lays it out).
     #[arg(long, default_value = "models/base")]
     pub base: PathBuf,
-    /// Where to write the model directory.
+    /// Where to write the model directory; an existing one is refused unless `--force`.
     #[arg(long)]
     pub out: PathBuf,
+    /// Replace the model directory at `--out` (everything in it) once the new model is
+    /// trained.
+    #[arg(long)]
+    pub force: bool,
     /// The model's name, carried into every prediction.
     #[arg(long)]
     pub name: String,
@@ -137,6 +141,13 @@ struct Trained {
 
 pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
     let started = Instant::now();
+    if args.out.exists() && !args.force {
+        bail!(
+            "{} already exists: pass --force to replace it once the new model is trained, or \
+             choose another --out",
+            args.out.display()
+        );
+    }
     let columns = args.columns.columns();
     let mut train_set = labelled::read(&args.train, &columns)?;
     let mut valid_set = labelled::read(&args.valid, &columns)?;
@@ -248,6 +259,11 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
             }
         }),
     };
+    if args.out.exists() {
+        // --force: nothing of the old model (its card, a threshold) may outlive it.
+        std::fs::remove_dir_all(&args.out)
+            .with_context(|| format!("removing the old model at {}", args.out.display()))?;
+    }
     classifier::export::write_model_dir(
         &args.base,
         &args.out,
@@ -264,7 +280,7 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
 
     writeln!(
         std::io::stdout().lock(),
-        "trained {} ({} labels, {:?}, {}) on {} examples in {:.0} s: best epoch {} — validation {} {:.4}, accuracy {:.4}\nmodel written to {}",
+        "trained {} ({} labels, {}, {}) on {} examples in {:.0} s: best epoch {} — validation {} {:.4}, accuracy {:.4}\nmodel written to {}",
         labels.name,
         labels.labels.len(),
         problem_type,

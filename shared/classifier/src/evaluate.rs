@@ -55,16 +55,32 @@ pub struct Evaluation {
 pub enum EvaluationError {
     #[error("no examples to evaluate")]
     Empty,
-    #[error("example {index}: label `{label}` is not one of the model's labels {labels:?}")]
-    UnknownLabel {
+    /// Example `index` (from 0, in the order given) cannot be judged.
+    #[error("example {index}: {problem}")]
+    Example {
         index: usize,
-        label: String,
-        labels: Vec<String>,
+        problem: ExampleProblem,
     },
-    #[error("example {index}: a single-label model needs exactly one true label, got {count}")]
-    NotSingleLabel { index: usize, count: usize },
-    #[error("example {index}: the prediction has no score for label `{label}`")]
-    MissingScore { index: usize, label: String },
+}
+
+/// What is wrong with one example; callers that know where it came from say so.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ExampleProblem {
+    #[error("label `{label}` is not one of the model's labels {labels:?}")]
+    UnknownLabel { label: String, labels: Vec<String> },
+    #[error("a single-label model needs exactly one true label, got {count}")]
+    NotSingleLabel { count: usize },
+    #[error("the prediction has no score for label `{label}`")]
+    MissingScore { label: String },
+}
+
+impl ExampleProblem {
+    fn at(self, index: usize) -> EvaluationError {
+        EvaluationError::Example {
+            index,
+            problem: self,
+        }
+    }
 }
 
 fn f1(precision: f64, recall: f64) -> f64 {
@@ -99,10 +115,12 @@ pub fn evaluate(
             let position = labels
                 .iter()
                 .position(|known| known == name)
-                .ok_or_else(|| EvaluationError::UnknownLabel {
-                    index,
-                    label: name.clone(),
-                    labels: labels.to_vec(),
+                .ok_or_else(|| {
+                    ExampleProblem::UnknownLabel {
+                        label: name.clone(),
+                        labels: labels.to_vec(),
+                    }
+                    .at(index)
                 })?;
             flags[position] = true;
         }
@@ -115,10 +133,8 @@ pub fn evaluate(
     let mut exact = 0usize;
     for (index, example) in judged.iter().enumerate() {
         if problem_type == ProblemType::SingleLabel && example.actual.len() != 1 {
-            return Err(EvaluationError::NotSingleLabel {
-                index,
-                count: example.actual.len(),
-            });
+            let count = example.actual.len();
+            return Err(ExampleProblem::NotSingleLabel { count }.at(index));
         }
         let actual = flags(&example.actual, index)?;
         let decided = flags(&example.predicted.labels, index)?;
@@ -246,10 +262,10 @@ pub fn binary_accuracy(
         }
         let score = |label: &str| {
             example.predicted.scores.get(label).copied().ok_or_else(|| {
-                EvaluationError::MissingScore {
-                    index,
+                ExampleProblem::MissingScore {
                     label: label.to_owned(),
                 }
+                .at(index)
             })
         };
         let guess = if score(labels[0])? >= score(labels[1])? {
@@ -316,9 +332,11 @@ pub fn sweep(judged: &[Judged], label: &str) -> Result<ThresholdSweep, Evaluatio
             .scores
             .get(label)
             .copied()
-            .ok_or_else(|| EvaluationError::MissingScore {
-                index,
-                label: label.to_owned(),
+            .ok_or_else(|| {
+                ExampleProblem::MissingScore {
+                    label: label.to_owned(),
+                }
+                .at(index)
             })?;
         scored.push((f64::from(score), example.actual.iter().any(|l| l == label)));
     }
@@ -481,12 +499,18 @@ mod tests {
         bad[3].actual = vec!["angry".to_owned()];
         assert!(matches!(
             evaluate(&labels(), ProblemType::SingleLabel, &bad),
-            Err(EvaluationError::UnknownLabel { index: 3, .. })
+            Err(EvaluationError::Example {
+                index: 3,
+                problem: ExampleProblem::UnknownLabel { .. }
+            })
         ));
         bad[3].actual = vec![];
         assert_eq!(
             evaluate(&labels(), ProblemType::SingleLabel, &bad),
-            Err(EvaluationError::NotSingleLabel { index: 3, count: 0 })
+            Err(EvaluationError::Example {
+                index: 3,
+                problem: ExampleProblem::NotSingleLabel { count: 0 }
+            })
         );
         assert_eq!(
             evaluate(&labels(), ProblemType::SingleLabel, &[]),

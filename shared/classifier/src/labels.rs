@@ -47,6 +47,16 @@ pub enum ProblemType {
     MultiLabel,
 }
 
+impl std::fmt::Display for ProblemType {
+    /// As people say it (and as `labels.json` spells it, with underscores).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::SingleLabel => "single-label",
+            Self::MultiLabel => "multi-label",
+        })
+    }
+}
+
 impl ProblemType {
     pub fn default_threshold(self) -> f32 {
         match self {

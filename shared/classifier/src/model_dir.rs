@@ -26,6 +26,14 @@ pub const ENCODER_RECIPE_FILE: &str = "encoder.json";
 pub enum LoadError {
     #[error("model directory {dir}: {file} is missing")]
     Missing { dir: PathBuf, file: &'static str },
+    #[error(
+        "{dir} does not exist: a model directory holds config.json, tokenizer.json and model.safetensors"
+    )]
+    NoDirectory { dir: PathBuf },
+    #[error(
+        "{dir} is a file, not a model directory (config.json, tokenizer.json, model.safetensors)"
+    )]
+    NotADirectory { dir: PathBuf },
     #[error("{path}: cannot be read")]
     Read {
         path: PathBuf,
@@ -80,10 +88,14 @@ impl ModelFiles {
     /// Reads `config.json` and `tokenizer.json` (a base model has no `labels.json`); `labels`
     /// is left empty.
     pub fn read_encoder_metadata(dir: &Path) -> Result<Self, LoadError> {
+        if !dir.exists() {
+            return Err(LoadError::NoDirectory {
+                dir: dir.to_path_buf(),
+            });
+        }
         if !dir.is_dir() {
-            return Err(LoadError::Read {
-                path: dir.to_path_buf(),
-                source: std::io::Error::new(std::io::ErrorKind::NotFound, "not a directory"),
+            return Err(LoadError::NotADirectory {
+                dir: dir.to_path_buf(),
             });
         }
         Ok(Self {

@@ -268,7 +268,7 @@ fn broken_model_directories_are_refused_with_the_file_named() {
     assert!(error.contains("/no/such/model"), "{error}");
     assert!(matches!(
         Classifier::load(Path::new("/no/such/model"), InferenceOptions::default()),
-        Err(LoadError::Read { .. })
+        Err(LoadError::NoDirectory { .. })
     ));
 }
 
