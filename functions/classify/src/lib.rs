@@ -11,12 +11,9 @@
 
 use std::time::{Instant, SystemTime};
 
-use lambda_runtime::{Diagnostic, LambdaEvent};
-use pipeline::event::EventError;
-use pipeline::{
-    Buckets, Classify, ClassifyConfig, ClassifyObjectError, EventItem, ObjectRef, Retraction,
-    StoreError, error_chain, object_refs,
-};
+use lambda_runtime::{Context, LambdaEvent};
+use pipeline::lambda::{ObjectHandler, ObjectsResponse, handle_objects};
+use pipeline::{Buckets, Classify, ClassifyConfig, ClassifyObjectError, ObjectRef, Retraction};
 use serde::Serialize;
 use serde_json::Value;
 use tracing::{info, warn};
@@ -30,18 +27,10 @@ pub struct Handler<B, C> {
 }
 
 /// What one invocation did, object by object.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ClassifyResponse {
-    pub objects: Vec<ObjectOutcome>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ObjectOutcome {
-    pub bucket: String,
-    pub key: String,
-    #[serde(flatten)]
-    pub status: Status,
-}
+pub type ClassifyResponse = ObjectsResponse<Status>;
+/// Why an invocation failed; its `Diagnostic` tells retryable failures (a deadline too
+/// close among them) from bad requests.
+pub type HandlerError = pipeline::lambda::HandlerError<ClassifyObjectError>;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
@@ -59,42 +48,7 @@ pub enum Status {
     Skipped { reason: String },
 }
 
-/// Why an invocation failed; `error_type` tells retryable failures from bad requests.
-#[derive(Debug, thiserror::Error)]
-pub enum HandlerError {
-    #[error(transparent)]
-    InvalidEvent(#[from] EventError),
-    #[error("classifying s3://{bucket}/{key} failed: {source}")]
-    Classify {
-        bucket: String,
-        key: String,
-        #[source]
-        source: Box<ClassifyObjectError>,
-    },
-}
-
-impl From<HandlerError> for Diagnostic {
-    fn from(error: HandlerError) -> Self {
-        let error_type = match &error {
-            HandlerError::InvalidEvent(_) => "InvalidEvent",
-            HandlerError::Classify { source, .. }
-                if matches!(**source, ClassifyObjectError::Deadline { .. }) =>
-            {
-                "Retryable.DeadlineTooClose"
-            }
-            HandlerError::Classify { source, .. } if source.is_retryable() => {
-                "Retryable.ClassifyFailed"
-            }
-            HandlerError::Classify { .. } => "ClassifyFailed",
-        };
-        Diagnostic {
-            error_type: error_type.to_owned(),
-            error_message: error_chain(&error),
-        }
-    }
-}
-
-impl<B: Buckets, C: Classify> Handler<B, C> {
+impl<B: Buckets + Sync, C: Classify + Sync> Handler<B, C> {
     pub fn new(buckets: B, classifier: C, config: ClassifyConfig) -> Self {
         Self {
             buckets,
@@ -107,147 +61,92 @@ impl<B: Buckets, C: Classify> Handler<B, C> {
         &self,
         event: LambdaEvent<Value>,
     ) -> Result<ClassifyResponse, HandlerError> {
-        let finish_by = finish_by(event.context.deadline, &self.config);
+        handle_objects(self, event).await
+    }
+}
+
+impl<B: Buckets + Sync, C: Classify + Sync> ObjectHandler for Handler<B, C> {
+    type Status = Status;
+    type Failure = ClassifyObjectError;
+    const DOING: &'static str = "classifying";
+
+    fn skipped(reason: String) -> Status {
+        Status::Skipped { reason }
+    }
+
+    async fn created(
+        &self,
+        object: &ObjectRef,
+        context: &Context,
+    ) -> Result<Status, ClassifyObjectError> {
+        let ObjectRef { bucket, key } = object;
+        let finish_by = finish_by(context.deadline, &self.config);
         tracing::debug!(
-            deadline_ms = event.context.deadline,
+            deadline_ms = context.deadline,
             classify_budget_ms =
                 finish_by.map(|at| at.saturating_duration_since(Instant::now()).as_millis() as u64),
             "invocation deadline"
         );
-        let mut objects = Vec::new();
-        for item in object_refs(event.payload)? {
-            match item {
-                EventItem::Ignored { event_name } => {
-                    info!(event_name, "ignored a record that creates no object");
-                }
-                EventItem::Object(object) => objects.push(self.classify(object, finish_by).await?),
-                EventItem::Removed(object) => objects.push(self.retract(object).await?),
-            }
-        }
-        Ok(ClassifyResponse { objects })
-    }
-
-    async fn classify(
-        &self,
-        object: ObjectRef,
-        finish_by: Option<Instant>,
-    ) -> Result<ObjectOutcome, HandlerError> {
-        let ObjectRef { bucket, key } = object;
-        let store = self.buckets.bucket(&bucket);
-        let outcome = pipeline::classify_object(
+        let store = self.buckets.bucket(bucket);
+        let manifest = pipeline::classify_object(
             &store,
             &store,
             &self.classifier,
-            &key,
+            key,
             &self.config,
             finish_by,
         )
-        .await;
-        let status = match outcome {
-            Err(error) => skipped_or_failed(&bucket, &key, error)?,
-            Ok(manifest) => {
-                let timing = manifest.timing_ms;
-                info!(
-                    bucket,
-                    key,
-                    tweets_in = manifest.tweets_in,
-                    predicted = manifest.predicted,
-                    rejected = manifest.rejected,
-                    read_ms = timing.read,
-                    tokenize_ms = timing.tokenize,
-                    infer_ms = timing.infer,
-                    write_ms = timing.write,
-                    "classified"
-                );
-                Status::Classified {
-                    manifest: manifest.outputs.manifest,
-                    tweets_in: manifest.tweets_in,
-                    predicted: manifest.predicted,
-                    rejected: manifest.rejected,
-                }
-            }
-        };
-        Ok(ObjectOutcome {
+        .await?;
+        let timing = manifest.timing_ms;
+        info!(
             bucket,
             key,
-            status,
+            tweets_in = manifest.tweets_in,
+            predicted = manifest.predicted,
+            rejected = manifest.rejected,
+            read_ms = timing.read,
+            tokenize_ms = timing.tokenize,
+            infer_ms = timing.infer,
+            write_ms = timing.write,
+            "classified"
+        );
+        Ok(Status::Classified {
+            manifest: manifest.outputs.manifest,
+            tweets_in: manifest.tweets_in,
+            predicted: manifest.predicted,
+            rejected: manifest.rejected,
         })
     }
 
-    async fn retract(&self, object: ObjectRef) -> Result<ObjectOutcome, HandlerError> {
+    /// A deleted clean part takes the predictions made from it along.
+    async fn removed(&self, object: &ObjectRef) -> Option<Result<Status, ClassifyObjectError>> {
+        Some(self.retract(object).await)
+    }
+}
+
+impl<B: Buckets + Sync, C: Classify + Sync> Handler<B, C> {
+    async fn retract(&self, object: &ObjectRef) -> Result<Status, ClassifyObjectError> {
         let ObjectRef { bucket, key } = object;
-        let store = self.buckets.bucket(&bucket);
-        let outcome = pipeline::retract_classify_outputs(&store, &key, &self.config.prefixes).await;
-        let status = match outcome {
-            Err(error) => skipped_or_failed(&bucket, &key, error)?,
-            Ok(Retraction::Deleted { keys }) => {
+        let store = self.buckets.bucket(bucket);
+        match pipeline::retract_classify_outputs(&store, key, &self.config.prefixes).await? {
+            Retraction::Deleted { keys } => {
                 info!(
                     bucket,
                     key,
                     deleted = keys.len(),
                     "retracted the outputs of a deleted object"
                 );
-                Status::Retracted { deleted: keys }
+                Ok(Status::Retracted { deleted: keys })
             }
-            Ok(Retraction::InputPresent) => {
+            Retraction::InputPresent => {
                 warn!(
                     bucket,
                     key, "kept the outputs of an object created again after its deletion"
                 );
-                Status::Skipped {
+                Ok(Status::Skipped {
                     reason: format!("`{key}` exists again: its outputs are current"),
-                }
+                })
             }
-        };
-        Ok(ObjectOutcome {
-            bucket,
-            key,
-            status,
-        })
-    }
-}
-
-/// Keys this function does not handle and objects already gone are skipped; anything else
-/// fails the invocation.
-fn skipped_or_failed(
-    bucket: &str,
-    key: &str,
-    error: ClassifyObjectError,
-) -> Result<Status, HandlerError> {
-    skipped(bucket, key, error).map_err(|source| HandlerError::Classify {
-        bucket: bucket.to_owned(),
-        key: key.to_owned(),
-        source: Box::new(source),
-    })
-}
-
-fn skipped(
-    bucket: &str,
-    key: &str,
-    error: ClassifyObjectError,
-) -> Result<Status, ClassifyObjectError> {
-    match error {
-        ClassifyObjectError::Key(error) => {
-            warn!(bucket, key, %error, "skipped a key this function does not handle");
-            Ok(Status::Skipped {
-                reason: error.to_string(),
-            })
-        }
-        ClassifyObjectError::Store(error @ StoreError::NotFound { .. }) => {
-            warn!(bucket, key, %error, "skipped an object deleted before it was read");
-            Ok(Status::Skipped {
-                reason: error.to_string(),
-            })
-        }
-        source => {
-            tracing::error!(
-                bucket,
-                key,
-                error = %error_chain(&source),
-                retryable = source.is_retryable(),
-                "classify failed"
-            );
-            Err(source)
         }
     }
 }
@@ -275,7 +174,7 @@ fn finish_by(deadline_ms: u64, config: &ClassifyConfig) -> Option<Instant> {
 mod tests {
     use std::time::Duration;
 
-    use lambda_runtime::Context;
+    use lambda_runtime::{Context, Diagnostic};
     use pipeline::DeleteObject;
     use pipeline::memory::{KeywordClassifier, MemoryBuckets};
     use serde_json::json;

@@ -2,30 +2,23 @@
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use pipeline::backend::Backend;
-use pipeline::config::vars;
-use pipeline::s3::{S3Buckets, client};
+use pipeline::s3::S3Buckets;
 use serde_json::Value;
 
 fn main() -> Result<(), Error> {
     // SAFETY: first statement of `main`, before the async runtime or anything else starts a
-    // thread, so nothing can read the environment concurrently.
+    // thread.
     #[allow(unsafe_code)]
     unsafe {
-        classifier::use_every_cpu_for_matmul();
+        pipeline::lambda::run_model_function(serve)
     }
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?
-        .block_on(serve())
 }
 
 async fn serve() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let config = pipeline::ClassifyConfig::from_env()?;
     let backend = Backend::load(&config.backend).await?;
-    let endpoint = std::env::var(vars::S3_ENDPOINT_URL).ok();
-    let buckets = S3Buckets::new(client(endpoint.as_deref()).await);
-    let handler = classify::Handler::new(buckets, backend, config);
+    let handler = classify::Handler::new(S3Buckets::from_env().await, backend, config);
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
         handler.handle(event)
     }))

@@ -5,15 +5,12 @@
 //! counted); a transient storage failure returns an error so Lambda retries the event, and
 //! then hands it to the on-failure destination.
 
-use lambda_runtime::{Diagnostic, LambdaEvent};
-use pipeline::event::EventError;
-use pipeline::{
-    Buckets, EventItem, IngestConfig, IngestObjectError, ObjectRef, StoreError, error_chain,
-    object_refs,
-};
+use lambda_runtime::{Context, LambdaEvent};
+use pipeline::lambda::{ObjectHandler, ObjectsResponse, handle_objects};
+use pipeline::{Buckets, IngestConfig, IngestObjectError, ObjectRef};
 use serde::Serialize;
 use serde_json::Value;
-use tracing::{info, warn};
+use tracing::info;
 
 /// Holds what `main` built once, for every invocation.
 #[derive(Debug)]
@@ -23,18 +20,9 @@ pub struct Handler<B> {
 }
 
 /// What one invocation did, object by object.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct IngestResponse {
-    pub objects: Vec<ObjectOutcome>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ObjectOutcome {
-    pub bucket: String,
-    pub key: String,
-    #[serde(flatten)]
-    pub status: Status,
-}
+pub type IngestResponse = ObjectsResponse<Status>;
+/// Why an invocation failed; its `Diagnostic` tells retryable failures from bad requests.
+pub type HandlerError = pipeline::lambda::HandlerError<IngestObjectError>;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
@@ -53,123 +41,66 @@ pub enum Status {
     Skipped { reason: String },
 }
 
-/// Why an invocation failed; `error_type` tells retryable failures from bad requests.
-#[derive(Debug, thiserror::Error)]
-pub enum HandlerError {
-    #[error(transparent)]
-    InvalidEvent(#[from] EventError),
-    #[error("ingesting s3://{bucket}/{key} failed: {source}")]
-    Ingest {
-        bucket: String,
-        key: String,
-        #[source]
-        source: IngestObjectError,
-    },
-}
-
-impl From<HandlerError> for Diagnostic {
-    fn from(error: HandlerError) -> Self {
-        let error_type = match &error {
-            HandlerError::InvalidEvent(_) => "InvalidEvent",
-            HandlerError::Ingest { source, .. } if source.is_retryable() => {
-                "Retryable.IngestFailed"
-            }
-            HandlerError::Ingest { .. } => "IngestFailed",
-        };
-        Diagnostic {
-            error_type: error_type.to_owned(),
-            error_message: error_chain(&error),
-        }
-    }
-}
-
-impl<B: Buckets> Handler<B> {
+impl<B: Buckets + Sync> Handler<B> {
     pub fn new(buckets: B, config: IngestConfig) -> Self {
         Self { buckets, config }
     }
 
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<IngestResponse, HandlerError> {
-        let mut objects = Vec::new();
-        for item in object_refs(event.payload)? {
-            let outcome = match item {
-                EventItem::Ignored { event_name } => {
-                    info!(event_name, "ignored a record that creates no object");
-                    continue;
-                }
-                EventItem::Removed(ObjectRef { key, .. }) => {
-                    info!(key, "ignored a deleted raw object: its outputs are kept");
-                    continue;
-                }
-                EventItem::Object(object) => self.ingest(object).await?,
-            };
-            objects.push(outcome);
-        }
-        Ok(IngestResponse { objects })
+        handle_objects(self, event).await
+    }
+}
+
+impl<B: Buckets + Sync> ObjectHandler for Handler<B> {
+    type Status = Status;
+    type Failure = IngestObjectError;
+    const DOING: &'static str = "ingesting";
+
+    fn skipped(reason: String) -> Status {
+        Status::Skipped { reason }
     }
 
-    async fn ingest(&self, object: ObjectRef) -> Result<ObjectOutcome, HandlerError> {
+    async fn created(
+        &self,
+        object: &ObjectRef,
+        _context: &Context,
+    ) -> Result<Status, IngestObjectError> {
         let ObjectRef { bucket, key } = object;
-        let store = self.buckets.bucket(&bucket);
-        let status = match pipeline::ingest_object(&store, &store, &key, &self.config).await {
-            Ok(pipeline::Ingested {
-                manifest,
-                removed_parts,
-            }) => {
-                let report = &manifest.report;
-                info!(
-                    bucket,
-                    key,
-                    parts = manifest.outputs.clean_parts.len(),
-                    stale_parts_removed = removed_parts.len(),
-                    records_in = report.records_in,
-                    kept = report.kept,
-                    filtered = report.filtered_total(),
-                    rejected = report.rejected,
-                    read_parse_ms = manifest.timing_ms.read_parse,
-                    write_ms = manifest.timing_ms.write,
-                    "ingested"
-                );
-                Status::Ingested {
-                    manifest: manifest.outputs.manifest.clone(),
-                    records_in: report.records_in,
-                    kept: report.kept,
-                    filtered: report.filtered_total(),
-                    rejected: report.rejected,
-                    parts: manifest.outputs.clean_parts.len(),
-                }
-            }
-            Err(IngestObjectError::Key(error)) => {
-                warn!(bucket, key, %error, "skipped a key this function does not handle");
-                Status::Skipped {
-                    reason: error.to_string(),
-                }
-            }
-            Err(IngestObjectError::Store(error @ StoreError::NotFound { .. })) => {
-                warn!(bucket, key, %error, "skipped an object deleted before it was read");
-                Status::Skipped {
-                    reason: error.to_string(),
-                }
-            }
-            Err(source) => {
-                tracing::error!(bucket, key, error = %error_chain(&source), retryable = source.is_retryable(), "ingest failed");
-                return Err(HandlerError::Ingest {
-                    bucket,
-                    key,
-                    source,
-                });
-            }
-        };
-        Ok(ObjectOutcome {
+        let store = self.buckets.bucket(bucket);
+        let ingested = pipeline::ingest_object(&store, &store, key, &self.config).await?;
+        let (manifest, report) = (&ingested.manifest, &ingested.manifest.report);
+        info!(
             bucket,
             key,
-            status,
+            parts = manifest.outputs.clean_parts.len(),
+            stale_parts_removed = ingested.removed_parts.len(),
+            records_in = report.records_in,
+            kept = report.kept,
+            filtered = report.filtered_total(),
+            rejected = report.rejected,
+            read_parse_ms = manifest.timing_ms.read_parse,
+            write_ms = manifest.timing_ms.write,
+            "ingested"
+        );
+        Ok(Status::Ingested {
+            manifest: manifest.outputs.manifest.clone(),
+            records_in: report.records_in,
+            kept: report.kept,
+            filtered: report.filtered_total(),
+            rejected: report.rejected,
+            parts: manifest.outputs.clean_parts.len(),
         })
+    }
+
+    /// A deleted raw object's outputs are kept: they are what was read from it.
+    async fn removed(&self, _object: &ObjectRef) -> Option<Result<Status, IngestObjectError>> {
+        None
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use lambda_runtime::Context;
+    use lambda_runtime::{Context, Diagnostic};
     use pipeline::memory::MemoryBuckets;
     use serde_json::json;
 

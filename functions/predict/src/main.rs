@@ -6,15 +6,11 @@ use serde_json::Value;
 
 fn main() -> Result<(), Error> {
     // SAFETY: first statement of `main`, before the async runtime or anything else starts a
-    // thread, so nothing can read the environment concurrently.
+    // thread.
     #[allow(unsafe_code)]
     unsafe {
-        classifier::use_every_cpu_for_matmul();
+        pipeline::lambda::run_model_function(serve)
     }
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?
-        .block_on(serve())
 }
 
 async fn serve() -> Result<(), Error> {

@@ -13,6 +13,8 @@ pub mod config;
 pub mod event;
 pub mod ingest;
 pub mod keys;
+#[cfg(feature = "lambda")]
+pub mod lambda;
 pub mod local;
 #[cfg(any(test, feature = "memory"))]
 pub mod memory;

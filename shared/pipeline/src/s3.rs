@@ -32,6 +32,13 @@ impl S3Buckets {
     pub fn new(client: Client) -> Self {
         Self { client }
     }
+
+    /// Buckets through the default AWS configuration, at `S3_ENDPOINT_URL` when it is set
+    /// (an S3-compatible server).
+    pub async fn from_env() -> Self {
+        let endpoint = std::env::var(crate::config::vars::S3_ENDPOINT_URL).ok();
+        Self::new(client(endpoint.as_deref()).await)
+    }
 }
 
 impl Buckets for S3Buckets {

@@ -1,0 +1,209 @@
+//! What every S3-triggered function does around its use case, written once: read the event's
+//! objects, run the use case on each, skip what is not the function's to handle, stop at the
+//! first real failure with a Lambda error type that says whether a retry can help, and answer
+//! object by object. And the `main` of the functions that hold a model.
+
+use std::future::Future;
+
+use lambda_runtime::{Context, Diagnostic, LambdaEvent};
+use serde::Serialize;
+use serde_json::Value;
+use tracing::{info, warn};
+
+use crate::error_chain;
+use crate::event::{EventError, EventItem, ObjectRef, object_refs};
+
+/// What one invocation did, object by object.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ObjectsResponse<S> {
+    pub objects: Vec<ObjectOutcome<S>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ObjectOutcome<S> {
+    pub bucket: String,
+    pub key: String,
+    #[serde(flatten)]
+    pub status: S,
+}
+
+/// A use case's failure on one object, as far as the runner judges it.
+pub trait ObjectFailure: std::error::Error + Send + Sync + 'static {
+    /// Why the object is skipped rather than failed: a key outside the function's prefix,
+    /// or an object deleted before it could be read.
+    fn skip_reason(&self) -> Option<String>;
+
+    /// The Lambda error type: `Retryable.…` when retrying the event may succeed.
+    fn error_type(&self) -> &'static str;
+}
+
+/// One S3-triggered function: what it does with a created object and with a removed one.
+pub trait ObjectHandler: Sync {
+    type Status: Serialize + Send;
+    type Failure: ObjectFailure;
+    /// Names a failure: "ingesting s3://… failed".
+    const DOING: &'static str;
+
+    /// The status of an object skipped for `reason`.
+    fn skipped(reason: String) -> Self::Status;
+
+    fn created(
+        &self,
+        object: &ObjectRef,
+        context: &Context,
+    ) -> impl Future<Output = Result<Self::Status, Self::Failure>> + Send;
+
+    /// `None` when the function leaves a deleted object's outputs alone.
+    fn removed(
+        &self,
+        object: &ObjectRef,
+    ) -> impl Future<Output = Option<Result<Self::Status, Self::Failure>>> + Send;
+}
+
+/// Why an invocation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError<F> {
+    #[error(transparent)]
+    InvalidEvent(#[from] EventError),
+    #[error("{doing} s3://{bucket}/{key} failed: {source}")]
+    Object {
+        doing: &'static str,
+        bucket: String,
+        key: String,
+        #[source]
+        source: Box<F>,
+    },
+}
+
+impl<F: ObjectFailure> From<HandlerError<F>> for Diagnostic {
+    fn from(error: HandlerError<F>) -> Self {
+        let error_type = match &error {
+            HandlerError::InvalidEvent(_) => "InvalidEvent",
+            HandlerError::Object { source, .. } => source.error_type(),
+        };
+        Diagnostic {
+            error_type: error_type.to_owned(),
+            error_message: error_chain(&error),
+        }
+    }
+}
+
+/// Runs `handler` on every object of the event, in order.
+pub async fn handle_objects<H: ObjectHandler>(
+    handler: &H,
+    event: LambdaEvent<Value>,
+) -> Result<ObjectsResponse<H::Status>, HandlerError<H::Failure>> {
+    let mut objects = Vec::new();
+    for item in object_refs(event.payload)? {
+        let (object, outcome) = match item {
+            EventItem::Ignored { event_name } => {
+                info!(event_name, "ignored a record that creates no object");
+                continue;
+            }
+            EventItem::Object(object) => {
+                let outcome = handler.created(&object, &event.context).await;
+                (object, outcome)
+            }
+            EventItem::Removed(object) => match handler.removed(&object).await {
+                Some(outcome) => (object, outcome),
+                None => {
+                    info!(
+                        key = object.key,
+                        "ignored a deleted object: its outputs are kept"
+                    );
+                    continue;
+                }
+            },
+        };
+        let ObjectRef { bucket, key } = object;
+        let status = match outcome {
+            Ok(status) => status,
+            Err(failure) => match failure.skip_reason() {
+                Some(reason) => {
+                    warn!(bucket, key, reason, "skipped");
+                    H::skipped(reason)
+                }
+                None => {
+                    tracing::error!(
+                        bucket,
+                        key,
+                        error = %error_chain(&failure),
+                        error_type = failure.error_type(),
+                        "failed"
+                    );
+                    return Err(HandlerError::Object {
+                        doing: H::DOING,
+                        bucket,
+                        key,
+                        source: Box::new(failure),
+                    });
+                }
+            },
+        };
+        objects.push(ObjectOutcome {
+            bucket,
+            key,
+            status,
+        });
+    }
+    Ok(ObjectsResponse { objects })
+}
+
+/// The `main` of a function that holds a model: the matrix kernels on every CPU, a
+/// multi-threaded runtime, then `serve` (which loads the model and runs the loop).
+///
+/// # Safety
+/// Call as `main`'s first statement, before any other thread exists: it sets environment
+/// variables the kernels read.
+#[cfg(feature = "candle")]
+#[allow(unsafe_code)]
+pub unsafe fn run_model_function<F>(serve: impl FnOnce() -> F) -> Result<(), lambda_runtime::Error>
+where
+    F: Future<Output = Result<(), lambda_runtime::Error>>,
+{
+    // SAFETY: the caller guarantees no other thread exists yet.
+    unsafe {
+        classifier::use_every_cpu_for_matmul();
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(serve())
+}
+
+impl ObjectFailure for crate::IngestObjectError {
+    fn skip_reason(&self) -> Option<String> {
+        match self {
+            Self::Key(error) => Some(error.to_string()),
+            Self::Store(error @ crate::StoreError::NotFound { .. }) => Some(error.to_string()),
+            _ => None,
+        }
+    }
+
+    fn error_type(&self) -> &'static str {
+        if self.is_retryable() {
+            "Retryable.IngestFailed"
+        } else {
+            "IngestFailed"
+        }
+    }
+}
+
+#[cfg(feature = "predictions")]
+impl ObjectFailure for crate::ClassifyObjectError {
+    fn skip_reason(&self) -> Option<String> {
+        match self {
+            Self::Key(error) => Some(error.to_string()),
+            Self::Store(error @ crate::StoreError::NotFound { .. }) => Some(error.to_string()),
+            _ => None,
+        }
+    }
+
+    fn error_type(&self) -> &'static str {
+        match self {
+            Self::Deadline { .. } => "Retryable.DeadlineTooClose",
+            _ if self.is_retryable() => "Retryable.ClassifyFailed",
+            _ => "ClassifyFailed",
+        }
+    }
+}
