@@ -1,9 +1,8 @@
 //! Wiring only: logs, settings, S3 client, the model (loaded once), then the runtime loop.
 
-use lambda_runtime::{Error, LambdaEvent, service_fn};
+use lambda_runtime::Error;
 use pipeline::backend::Backend;
 use pipeline::s3::S3Buckets;
-use serde_json::Value;
 
 fn main() -> Result<(), Error> {
     // SAFETY: first statement of `main`, before the async runtime or anything else starts a
@@ -15,12 +14,8 @@ fn main() -> Result<(), Error> {
 }
 
 async fn serve() -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
     let config = pipeline::ClassifyConfig::from_env()?;
     let backend = Backend::load(&config.backend).await?;
     let handler = classify::Handler::new(S3Buckets::from_env().await, backend, config);
-    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
-        handler.handle(event)
-    }))
-    .await
+    pipeline::lambda::serve(|event| handler.handle(event)).await
 }

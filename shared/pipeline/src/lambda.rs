@@ -149,8 +149,21 @@ pub async fn handle_objects<H: ObjectHandler>(
     Ok(ObjectsResponse { objects })
 }
 
+/// Answers invocations with `handle` until the runtime stops.
+pub async fn serve<F, R, E>(
+    handle: impl Fn(LambdaEvent<Value>) -> F,
+) -> Result<(), lambda_runtime::Error>
+where
+    F: Future<Output = Result<R, E>> + Send,
+    R: Serialize,
+    E: Into<Diagnostic> + std::fmt::Debug,
+{
+    lambda_runtime::run(lambda_runtime::service_fn(handle)).await
+}
+
 /// The `main` of a function that holds a model: the matrix kernels on every CPU, a
-/// multi-threaded runtime, then `serve` (which loads the model and runs the loop).
+/// multi-threaded runtime, the log subscriber, then `serve` (which loads the model and runs
+/// the loop).
 ///
 /// # Safety
 /// Call as `main`'s first statement, before any other thread exists: it sets environment
@@ -165,10 +178,11 @@ where
     unsafe {
         classifier::use_every_cpu_for_matmul();
     }
-    tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()?
-        .block_on(serve())
+        .build()?;
+    lambda_runtime::tracing::init_default_subscriber();
+    runtime.block_on(serve())
 }
 
 impl ObjectFailure for crate::IngestObjectError {
