@@ -21,6 +21,8 @@ pub mod memory;
 #[cfg(feature = "predictions")]
 pub mod parquet_table;
 pub mod ports;
+#[cfg(feature = "predictions")]
+pub mod prediction_record;
 pub mod rebased;
 #[cfg(feature = "predictions")]
 pub mod retract;
@@ -28,7 +30,7 @@ pub mod retract;
 pub mod s3;
 
 #[cfg(feature = "predictions")]
-pub use classify::{ClassifyManifest, ClassifyObjectError, PredictionRecord, classify_object};
+pub use classify::{ClassifyManifest, ClassifyObjectError, classify_object};
 pub use config::{
     AmazonMlConfig, BackendConfig, CandleConfig, ClassifyConfig, ConfigError, IngestConfig,
     PredictConfig,
@@ -42,6 +44,8 @@ pub use ports::{
     Buckets, Classified, Classify, ClassifyError, ClassifyFailure, DeleteObject, ListObjects,
     ModelInfo, ObjectBody, Payload, ReadObject, StoreError, WriteObject,
 };
+#[cfg(feature = "predictions")]
+pub use prediction_record::PredictionRecord;
 #[cfg(feature = "predictions")]
 pub use retract::{Retraction, retract_classify_outputs};
 

@@ -16,8 +16,8 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 
-use crate::classify::PredictionRecord;
 use crate::keys::UNDATED_PARTITION;
+use crate::prediction_record::PredictionRecord;
 
 /// The rows of one partition, column by column.
 #[derive(Debug)]

@@ -6,73 +6,29 @@
 //! the manifest — written last, so its presence means the outputs are complete — says so.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_util::io::SyncIoBridge;
-use tweets::frame::Framer;
-use tweets::{Prediction, RawRecord, Rejection, SourceRef, Tweet};
+use tweets::{RawRecord, Rejection};
 
 use crate::config::ClassifyConfig;
-use crate::error_chain;
-use crate::ingest::{JSON, JSON_LINES, elapsed_ms, json_payload};
-use crate::keys::{ClassifyKeys, KeyError};
-use crate::parquet_table::{ParquetError, PartitionedPredictions};
-use crate::ports::{
-    Classify, ClassifyError, ClassifyFailure, ModelInfo, Payload, ReadObject, StoreError,
-    WriteObject,
-};
+use crate::ingest::{JSON, elapsed_ms, json_payload};
+use crate::keys::KeyError;
+use crate::parquet_table::ParquetError;
+use crate::ports::{Classify, ClassifyError, ModelInfo, ReadObject, StoreError, WriteObject};
+use crate::prediction_record::PredictionRecord;
+
+mod batch;
+mod outputs;
+mod reader;
+
+use batch::classify_batch;
+use outputs::Outputs;
+use reader::read_chunks;
 
 pub const PARQUET: &str = "application/vnd.apache.parquet";
-
-/// Longest line accepted from a clean object (ingest's own records are far smaller).
-const MAX_LINE_BYTES: usize = 16 << 20;
-
-/// One classified tweet, as stored in `predictions/` (one JSON line) and, column for
-/// column, in `predictions-parquet/`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PredictionRecord {
-    pub id: String,
-    pub created_at: Option<DateTime<Utc>>,
-    pub author_id: Option<String>,
-    pub author_handle: Option<String>,
-    pub lang: Option<String>,
-    /// The tweet's original text (the model applies its own recorded cleaning).
-    pub text: String,
-    pub label: Option<String>,
-    pub score: f32,
-    pub labels: Vec<String>,
-    pub scores: BTreeMap<String, f32>,
-    pub model_name: String,
-    pub model_version: String,
-    /// The raw object the tweet was read from, and its position there.
-    pub source_key: String,
-    pub source_index: u64,
-}
-
-impl PredictionRecord {
-    fn new(tweet: Tweet, prediction: Prediction, model: &ModelInfo) -> Self {
-        Self {
-            id: tweet.id,
-            created_at: tweet.created_at,
-            author_id: tweet.author_id,
-            author_handle: tweet.author_handle,
-            lang: tweet.lang,
-            text: tweet.text,
-            label: prediction.label,
-            score: prediction.score,
-            labels: prediction.labels,
-            scores: prediction.scores,
-            model_name: model.name.clone(),
-            model_version: model.version.clone(),
-            source_key: tweet.source.key,
-            source_index: tweet.source.index,
-        }
-    }
-}
 
 /// What classify did with one object.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -164,16 +120,6 @@ impl ClassifyObjectError {
     }
 }
 
-/// Records read from the clean object, handed from the reading thread in chunks.
-#[derive(Debug)]
-struct Chunk {
-    tweets: Vec<(Tweet, SourceRef)>,
-    rejections: Vec<Rejection>,
-    /// Bytes of the object read once this chunk was complete.
-    consumed: u64,
-    read: Duration,
-}
-
 /// Classifies the tweets of `clean_key` into `sink`. `finish_by` is the instant by which
 /// classification must be done to leave time for writing (the invocation deadline minus
 /// [`ClassifyConfig::deadline_reserve`]); `None` means no deadline.
@@ -260,166 +206,6 @@ pub async fn classify_object(
     Ok(manifest)
 }
 
-/// Everything produced so far, before it is stored.
-#[derive(Debug, Default)]
-struct Outputs {
-    predictions: Payload,
-    parquet: PartitionedPredictions,
-    rejections: Payload,
-    predicted: u64,
-    rejected: u64,
-    label_counts: BTreeMap<String, u64>,
-    unlabelled: u64,
-}
-
-impl Outputs {
-    fn predict(&mut self, record: PredictionRecord) -> Result<(), ClassifyObjectError> {
-        buffer_json_line(&mut self.predictions, &record, "predictions")?;
-        self.parquet.push(&record)?;
-        match &record.label {
-            Some(label) => *self.label_counts.entry(label.clone()).or_default() += 1,
-            None => self.unlabelled += 1,
-        }
-        self.predicted += 1;
-        Ok(())
-    }
-
-    fn reject(&mut self, rejection: &Rejection) -> Result<(), ClassifyObjectError> {
-        buffer_json_line(&mut self.rejections, rejection, "rejections")?;
-        self.rejected += 1;
-        Ok(())
-    }
-
-    /// Stores predictions, Parquet partitions and rejections; returns the manifest without
-    /// timing, to be stored last by the caller.
-    async fn write(
-        self,
-        sink: &impl WriteObject,
-        keys: &ClassifyKeys,
-        input: &str,
-        model: ModelInfo,
-    ) -> Result<ClassifyManifest, ClassifyObjectError> {
-        let parquet_files = tokio::task::spawn_blocking(move || self.parquet.into_files());
-        sink.put(&keys.predictions, self.predictions, JSON_LINES)
-            .await?;
-        let mut parquet_keys = Vec::new();
-        for (day, bytes) in parquet_files.await?? {
-            let key = keys.parquet(&day);
-            sink.put(&key, Payload::from(bytes), PARQUET).await?;
-            parquet_keys.push(key);
-        }
-        let rejected = if self.rejected > 0 {
-            sink.put(&keys.rejected, self.rejections, JSON_LINES)
-                .await?;
-            Some(keys.rejected.clone())
-        } else {
-            None
-        };
-        Ok(ClassifyManifest {
-            input: input.to_owned(),
-            outputs: ClassifyOutputs {
-                predictions: keys.predictions.clone(),
-                parquet: parquet_keys,
-                rejected,
-                manifest: keys.manifest.clone(),
-            },
-            tweets_in: 0,
-            predicted: self.predicted,
-            rejected: self.rejected,
-            label_counts: self.label_counts,
-            unlabelled: self.unlabelled,
-            model,
-            timing_ms: ClassifyTiming::default(),
-            tool_version: env!("CARGO_PKG_VERSION").to_owned(),
-        })
-    }
-}
-
-/// Appends one JSON line to the payload of the output named `output`.
-fn buffer_json_line(
-    out: &mut Payload,
-    value: &impl Serialize,
-    output: &'static str,
-) -> Result<(), ClassifyObjectError> {
-    serde_json::to_writer(&mut *out, value)
-        .map_err(std::io::Error::from)
-        .and_then(|()| out.write_all(b"\n"))
-        .map_err(|error| {
-            ClassifyObjectError::Store(StoreError::Failed {
-                operation: "buffering output for",
-                key: output.to_owned(),
-                retryable: true,
-                source: Box::new(error),
-            })
-        })
-}
-
-/// Reads the clean object line by line on a blocking thread, sending parsed tweets and
-/// rejections in chunks of `batch_size` tweets. Returns how many records it read.
-fn read_chunks(
-    reader: impl std::io::Read,
-    key: &str,
-    batch_size: usize,
-    sender: &mpsc::Sender<Chunk>,
-) -> std::io::Result<u64> {
-    let mut framer = Framer::new(reader, MAX_LINE_BYTES);
-    let mut records = 0;
-    let mut chunk = new_chunk();
-    let mut reading = Instant::now();
-    while let Some(frame) = framer.next_frame()? {
-        let position = SourceRef {
-            key: key.to_owned(),
-            index: records,
-            offset: frame.offset,
-            line: frame.line,
-        };
-        records += 1;
-        let parsed = match frame.problem {
-            Some(problem) => Err(problem.to_string()),
-            None => serde_json::from_slice::<Tweet>(&frame.bytes)
-                .map_err(|error| format!("not a normalized tweet record: {error}")),
-        };
-        match parsed {
-            Ok(tweet) => chunk.tweets.push((tweet, position)),
-            Err(error) => chunk.rejections.push(Rejection::new(
-                position,
-                frame.len,
-                error,
-                Some(RawRecord {
-                    bytes: &frame.bytes,
-                    cut_short: frame.problem.is_some(),
-                }),
-            )),
-        }
-        if chunk.tweets.len() >= batch_size {
-            chunk.consumed = framer.offset();
-            chunk.read = reading.elapsed();
-            if sender
-                .blocking_send(std::mem::replace(&mut chunk, new_chunk()))
-                .is_err()
-            {
-                // The classifying side stopped (and reports why); nothing left to do.
-                return Ok(records);
-            }
-            reading = Instant::now();
-        }
-    }
-    chunk.consumed = framer.offset();
-    chunk.read = reading.elapsed();
-    // A closed channel here means the classifying side already failed and reports it.
-    let _ = sender.blocking_send(chunk);
-    Ok(records)
-}
-
-fn new_chunk() -> Chunk {
-    Chunk {
-        tweets: Vec::new(),
-        rejections: Vec::new(),
-        consumed: 0,
-        read: Duration::ZERO,
-    }
-}
-
 /// Fails before a batch that cannot finish in time: when the deadline has passed, or when
 /// the pace so far says the rest of the object needs longer than the time left.
 fn check_deadline(
@@ -452,72 +238,6 @@ fn check_deadline(
     Ok(())
 }
 
-/// One batch's outcome per text, in order, and where its time went.
-#[derive(Debug, Default)]
-struct BatchOutcome {
-    results: Vec<Result<Prediction, String>>,
-    tokenize: Duration,
-    infer: Duration,
-}
-
-/// Classifies a batch; when the batch fails because of its texts, classifies them one by one
-/// so that only the texts that fail on their own are rejected.
-async fn classify_batch(
-    classifier: &impl Classify,
-    texts: Vec<String>,
-) -> Result<BatchOutcome, ClassifyError> {
-    let count = texts.len();
-    let error = match classifier.classify(texts.clone()).await {
-        Ok(classified) if classified.predictions.len() == count => {
-            return Ok(BatchOutcome {
-                results: classified.predictions.into_iter().map(Ok).collect(),
-                tokenize: classified.tokenize,
-                infer: classified.infer,
-            });
-        }
-        Ok(classified) => {
-            return Err(ClassifyError::new(
-                ClassifyFailure::Backend,
-                format!(
-                    "the classifier returned {} predictions for {count} texts",
-                    classified.predictions.len()
-                ),
-            ));
-        }
-        Err(error) if error.failure == ClassifyFailure::Input => error,
-        Err(error) => return Err(error),
-    };
-    tracing::warn!(
-        error = %error_chain(&error),
-        texts = count,
-        "batch failed; classifying its texts one by one"
-    );
-    let mut outcome = BatchOutcome::default();
-    for text in texts {
-        match classifier.classify(vec![text]).await {
-            Ok(classified) => {
-                outcome.tokenize += classified.tokenize;
-                outcome.infer += classified.infer;
-                let mut predictions = classified.predictions.into_iter();
-                outcome
-                    .results
-                    .push(match (predictions.next(), predictions.next()) {
-                        (Some(prediction), None) => Ok(prediction),
-                        _ => {
-                            Err("the classifier did not return one prediction for this text"
-                                .to_owned())
-                        }
-                    });
-            }
-            Err(error) if error.failure == ClassifyFailure::Input => {
-                outcome.results.push(Err(error_chain(&error)));
-            }
-            Err(error) => return Err(error),
-        }
-    }
-    Ok(outcome)
-}
-
 fn duration_ms(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
@@ -526,6 +246,8 @@ fn duration_ms(duration: Duration) -> u64 {
 mod tests {
     use bytes::Bytes;
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    use tweets::{SourceRef, Tweet};
 
     use super::*;
     use crate::memory::{KeywordClassifier, MemoryBuckets};
