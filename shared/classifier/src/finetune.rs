@@ -9,16 +9,18 @@
 //! by the fast inference encoder, and kept in memory.
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor, Var};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::Config;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::bert::BertEncoder;
+use crate::checkpoint::{
+    CheckpointState, STATE_FORMAT, fingerprint, read_checkpoint, restore, write_checkpoint,
+};
 use crate::engine::{l2_normalize, map_weights};
 use crate::labels::{Pooling, PoolingKind, ProblemType};
 use crate::model_dir::{CONFIG_FILE, LoadError, ModelFiles};
@@ -190,8 +192,6 @@ impl BaseModel {
     }
 }
 
-const STATE_FILE: &str = "checkpoint.json";
-const STATE_FORMAT: u32 = 1;
 /// Texts per batch when running the frozen layers or evaluating.
 const INFERENCE_BATCH: usize = 64;
 
@@ -209,107 +209,195 @@ pub fn fine_tune(
     let started = std::time::Instant::now();
     let labels = check_examples(train, valid, config)?;
     let bert = TrainableBert::load(vb.clone(), config, settings.trainable)?;
-    let frozen_layers = bert.frozen_layers(config);
-    let inputs = if matches!(settings.trainable, Trainable::All { .. }) {
-        Inputs::Ids
-    } else {
-        let lower = BertEncoder::load(vb, config)?;
-        let total = train.len() + valid.len();
-        let mut done = 0;
-        let mut cache = |set: &TokenizedExamples| {
-            run_lower_layers(&lower, &set.ids, frozen_layers, |count| {
-                done += count;
-                let _ = on_progress(&Progress::Caching { done, total });
-            })
-        };
-        Inputs::Hidden {
-            hidden_size: config.hidden_size,
-            train: cache(train)?,
-            valid: cache(valid)?,
-        }
-    };
-
-    let mut rng = SeededRng::new(settings.seed);
-    let head = TrainableHead::new(config.hidden_size, settings.hidden_size, labels, &mut rng)?;
-    let encoder_vars = bert.vars().to_vec();
-    let head_vars = head.vars();
-    let mut optimizer = AdamW::new(parameter_groups(&encoder_vars, &head_vars, settings))?;
-    let all_vars: Vec<(String, Var)> = encoder_vars.iter().chain(&head_vars).cloned().collect();
-    let weights = label_weights(
-        &train.targets,
-        settings.problem_type,
-        settings.class_weighting,
-    )?;
-
-    let batch_size = settings.batch_size.max(1);
-    let batches_per_epoch = train.len().div_ceil(batch_size);
-    let total_steps = (batches_per_epoch * settings.epochs).max(1);
-    let warmup_steps = ((total_steps as f64) * settings.warmup_share).ceil() as usize;
-    let lengths: Vec<usize> = train.ids.iter().map(Vec::len).collect();
+    let inputs = training_inputs(vb, config, &bert, train, valid, settings, &mut on_progress)?;
+    let mut trainer = Trainer::new(bert, config, labels, train, settings)?;
     let fingerprint = fingerprint(settings, train, valid);
-
-    let mut history = Vec::new();
-    let mut best: Option<(EpochReport, HashMap<String, Tensor>)> = None;
-    let mut resumed_after = None;
-    let mut earlier_seconds = 0.0;
+    let mut run = Run::default();
     if let Some(checkpoints) = checkpoints
         && let Some(state) = read_checkpoint(checkpoints, &fingerprint)?
     {
-        restore(&checkpoints.dir, &state, &all_vars, &mut optimizer)?;
-        rng = SeededRng::from_state(state.rng);
-        history = state.history;
-        if let Some(report) = state.best {
-            let tensors = candle_core::safetensors::load(
-                checkpoints.dir.join(&state.best_file),
-                &Device::Cpu,
-            )?;
-            best = Some((report, tensors));
-        }
-        resumed_after = Some(state.epoch);
-        earlier_seconds = state.elapsed_seconds;
-        let _ = on_progress(&Progress::Resumed { epoch: state.epoch });
+        run = trainer.resume(&checkpoints.dir, state)?;
+        let _ = on_progress(&Progress::Resumed {
+            epoch: run.resumed_after.unwrap_or_default(),
+        });
     }
-
-    let first_epoch = resumed_after.map_or(1, |epoch| epoch + 1);
+    let first_epoch = run.resumed_after.map_or(1, |epoch| epoch + 1);
     for epoch in first_epoch..=settings.epochs {
-        if patience_exhausted(best.as_ref().map(|(report, _)| report), epoch - 1, settings) {
+        if patience_exhausted(run.best_report(), epoch - 1, settings) {
             break;
         }
-        let batches = bucketed_batches(&lengths, batch_size, &mut rng);
+        let check = epoch == first_epoch;
+        let train_loss = trainer.train_epoch(&inputs, train, epoch, check, &mut on_progress)?;
+        let report = trainer.validate(&inputs, valid, epoch, train_loss)?;
+        run.record(report, &trainer.vars)?;
+        if let Some(checkpoints) = checkpoints {
+            let elapsed = run.earlier_seconds + started.elapsed().as_secs_f64();
+            trainer.checkpoint(&checkpoints.dir, &run, &fingerprint, epoch, elapsed)?;
+        }
+        if on_progress(&Progress::Epoch(report)).is_break() && epoch < settings.epochs {
+            return Err(TrainError::Stopped { epoch });
+        }
+    }
+    let (best, tensors) = run
+        .best
+        .ok_or_else(|| TrainError::Data("no epoch was run (epochs = 0)".to_owned()))?;
+    Ok(FineTuned {
+        tensors,
+        best,
+        history: run.history,
+        resumed_after: run.resumed_after,
+        training_seconds: run.earlier_seconds + started.elapsed().as_secs_f64(),
+    })
+}
+
+/// What the trainable layers see: token ids, or the frozen lower layers' output computed
+/// once for every example (fine-tuning the top layers only).
+fn training_inputs(
+    vb: VarBuilder,
+    config: &Config,
+    bert: &TrainableBert,
+    train: &TokenizedExamples,
+    valid: &TokenizedExamples,
+    settings: &FineTuning,
+    on_progress: &mut impl FnMut(&Progress) -> ControlFlow<()>,
+) -> Result<Inputs, TrainError> {
+    if matches!(settings.trainable, Trainable::All { .. }) {
+        return Ok(Inputs::Ids);
+    }
+    let frozen_layers = bert.frozen_layers(config);
+    let lower = BertEncoder::load(vb, config)?;
+    let total = train.len() + valid.len();
+    let mut done = 0;
+    let mut cache = |set: &TokenizedExamples| {
+        run_lower_layers(&lower, &set.ids, frozen_layers, |count| {
+            done += count;
+            let _ = on_progress(&Progress::Caching { done, total });
+        })
+    };
+    Ok(Inputs::Hidden {
+        hidden_size: config.hidden_size,
+        train: cache(train)?,
+        valid: cache(valid)?,
+    })
+}
+
+/// The history of a run, across resumptions, and its best epoch with that epoch's weights.
+#[derive(Default)]
+struct Run {
+    history: Vec<EpochReport>,
+    best: Option<(EpochReport, HashMap<String, Tensor>)>,
+    resumed_after: Option<usize>,
+    earlier_seconds: f64,
+}
+
+impl Run {
+    fn best_report(&self) -> Option<&EpochReport> {
+        self.best.as_ref().map(|(report, _)| report)
+    }
+
+    /// Adds an epoch, keeping the weights of `vars` when it is the best so far.
+    fn record(&mut self, report: EpochReport, vars: &[(String, Var)]) -> Result<(), TrainError> {
+        self.history.push(report);
+        if self
+            .best_report()
+            .is_none_or(|best| report.valid_metric > best.valid_metric)
+        {
+            self.best = Some((report, snapshot(vars)?));
+        }
+        Ok(())
+    }
+}
+
+/// The model being trained, its optimizer and schedule, and the seeded randomness of
+/// batching and dropout.
+struct Trainer<'a> {
+    bert: TrainableBert,
+    head: TrainableHead,
+    /// Encoder then head variables, by name: what checkpoints and snapshots hold.
+    vars: Vec<(String, Var)>,
+    optimizer: AdamW,
+    /// Per-label loss weights (ones without class weighting).
+    weights: Tensor,
+    rng: SeededRng,
+    lengths: Vec<usize>,
+    warmup_steps: usize,
+    total_steps: usize,
+    settings: &'a FineTuning,
+}
+
+impl<'a> Trainer<'a> {
+    fn new(
+        bert: TrainableBert,
+        config: &Config,
+        labels: usize,
+        train: &TokenizedExamples,
+        settings: &'a FineTuning,
+    ) -> Result<Self, TrainError> {
+        let mut rng = SeededRng::new(settings.seed);
+        let head = TrainableHead::new(config.hidden_size, settings.hidden_size, labels, &mut rng)?;
+        let encoder_vars = bert.vars().to_vec();
+        let head_vars = head.vars();
+        let optimizer = AdamW::new(parameter_groups(&encoder_vars, &head_vars, settings))?;
+        let vars = encoder_vars.into_iter().chain(head_vars).collect();
+        let weights = label_weights(
+            &train.targets,
+            settings.problem_type,
+            settings.class_weighting,
+        )?;
+        let batches_per_epoch = train.len().div_ceil(settings.batch_size.max(1));
+        let total_steps = (batches_per_epoch * settings.epochs).max(1);
+        Ok(Self {
+            bert,
+            head,
+            vars,
+            optimizer,
+            weights,
+            rng,
+            lengths: train.ids.iter().map(Vec::len).collect(),
+            warmup_steps: ((total_steps as f64) * settings.warmup_share).ceil() as usize,
+            total_steps,
+            settings,
+        })
+    }
+
+    /// Restores weights, optimizer and randomness from a checkpoint; returns the run so far.
+    fn resume(&mut self, dir: &Path, state: CheckpointState) -> Result<Run, TrainError> {
+        restore(dir, &state, &self.vars, &mut self.optimizer)?;
+        self.rng = SeededRng::from_state(state.rng);
+        let best = match state.best {
+            Some(report) => {
+                let tensors =
+                    candle_core::safetensors::load(dir.join(&state.best_file), &Device::Cpu)?;
+                Some((report, tensors))
+            }
+            None => None,
+        };
+        Ok(Run {
+            history: state.history,
+            best,
+            resumed_after: Some(state.epoch),
+            earlier_seconds: state.elapsed_seconds,
+        })
+    }
+
+    /// One pass over the training set; returns the mean training loss. `check` verifies
+    /// that every trainable variable receives a gradient (stock Candle BERT silently does not).
+    fn train_epoch(
+        &mut self,
+        inputs: &Inputs,
+        train: &TokenizedExamples,
+        epoch: usize,
+        check: bool,
+        on_progress: &mut impl FnMut(&Progress) -> ControlFlow<()>,
+    ) -> Result<f32, TrainError> {
+        let batches = bucketed_batches(
+            &self.lengths,
+            self.settings.batch_size.max(1),
+            &mut self.rng,
+        );
         let mut loss_sum = 0f32;
         for (index, batch) in batches.iter().enumerate() {
-            let step = optimizer.steps() + 1;
-            let (input, mask) = inputs.batch(Set::Train, train, batch)?;
-            let hidden = bert.forward(
-                &input,
-                &mask,
-                Some(Dropout {
-                    rate: settings.dropout,
-                    rng: &mut rng,
-                }),
-            )?;
-            let pooled = Dropout {
-                rate: settings.dropout,
-                rng: &mut rng,
-            }
-            .apply(&pool_masked(&hidden, &mask, settings.pooling)?)?;
-            let targets = rows(&train.targets, batch)?;
-            let batch_loss = loss(
-                &head.forward(&pooled)?,
-                &targets,
-                &weights,
-                settings.problem_type,
-            )?;
-            let gradients = batch_loss.backward()?;
-            if index == 0 && epoch == first_epoch {
-                check_gradients(&all_vars, &gradients)?;
-            }
-            optimizer.step(
-                &gradients,
-                learning_rate_at(step, warmup_steps, total_steps),
-                Some(settings.max_grad_norm),
-            )?;
-            let batch_loss = batch_loss.to_scalar::<f32>()?;
+            let batch_loss = self.step(inputs, train, batch, check && index == 0)?;
             loss_sum += batch_loss * batch.len() as f32;
             let _ = on_progress(&Progress::Step {
                 epoch,
@@ -318,55 +406,93 @@ pub fn fine_tune(
                 loss: batch_loss,
             });
         }
+        Ok(loss_sum / train.len() as f32)
+    }
 
-        let logits = predict(&bert, &head, &inputs, valid, settings.pooling)?;
-        let (valid_metric, valid_accuracy) = score(&logits, &valid.targets, settings.problem_type)?;
-        let report = EpochReport {
+    /// One optimizer step on one batch; returns its loss.
+    fn step(
+        &mut self,
+        inputs: &Inputs,
+        train: &TokenizedExamples,
+        batch: &[usize],
+        check: bool,
+    ) -> Result<f32, TrainError> {
+        let settings = self.settings;
+        let step = self.optimizer.steps() + 1;
+        let (input, mask) = inputs.batch(Set::Train, train, batch)?;
+        let rate = settings.dropout;
+        let dropout = Some(Dropout {
+            rate,
+            rng: &mut self.rng,
+        });
+        let hidden = self.bert.forward(&input, &mask, dropout)?;
+        let pooled = pool_masked(&hidden, &mask, settings.pooling)?;
+        let pooled = Dropout {
+            rate,
+            rng: &mut self.rng,
+        }
+        .apply(&pooled)?;
+        let batch_loss = loss(
+            &self.head.forward(&pooled)?,
+            &rows(&train.targets, batch)?,
+            &self.weights,
+            settings.problem_type,
+        )?;
+        let gradients = batch_loss.backward()?;
+        if check {
+            check_gradients(&self.vars, &gradients)?;
+        }
+        self.optimizer.step(
+            &gradients,
+            learning_rate_at(step, self.warmup_steps, self.total_steps),
+            Some(settings.max_grad_norm),
+        )?;
+        Ok(batch_loss.to_scalar::<f32>()?)
+    }
+
+    /// Scores the validation set without dropout.
+    fn validate(
+        &self,
+        inputs: &Inputs,
+        valid: &TokenizedExamples,
+        epoch: usize,
+        train_loss: f32,
+    ) -> Result<EpochReport, TrainError> {
+        let pooling = self.settings.pooling;
+        let logits = predict(&self.bert, &self.head, inputs, valid, pooling)?;
+        let (valid_metric, valid_accuracy) =
+            score(&logits, &valid.targets, self.settings.problem_type)?;
+        Ok(EpochReport {
             epoch,
-            train_loss: loss_sum / train.len() as f32,
+            train_loss,
             valid_metric,
             valid_accuracy,
-        };
-        history.push(report);
-        if best
-            .as_ref()
-            .is_none_or(|(best, _)| report.valid_metric > best.valid_metric)
-        {
-            best = Some((report, snapshot(&all_vars)?));
-        }
-        if let Some(checkpoints) = checkpoints {
-            write_checkpoint(
-                &checkpoints.dir,
-                &CheckpointState {
-                    format: STATE_FORMAT,
-                    fingerprint: fingerprint.clone(),
-                    epoch,
-                    steps: optimizer.steps(),
-                    rng: rng.state(),
-                    elapsed_seconds: earlier_seconds + started.elapsed().as_secs_f64(),
-                    history: history.clone(),
-                    best: best.as_ref().map(|(report, _)| *report),
-                    weights_file: format!("epoch-{epoch}.safetensors"),
-                    best_file: format!("best-{epoch}.safetensors"),
-                },
-                &all_vars,
-                &optimizer,
-                best.as_ref().map(|(_, tensors)| tensors),
-            )?;
-        }
-        if on_progress(&Progress::Epoch(report)).is_break() && epoch < settings.epochs {
-            return Err(TrainError::Stopped { epoch });
-        }
+        })
     }
-    let (best, tensors) =
-        best.ok_or_else(|| TrainError::Data("no epoch was run (epochs = 0)".to_owned()))?;
-    Ok(FineTuned {
-        tensors,
-        best,
-        history,
-        resumed_after,
-        training_seconds: earlier_seconds + started.elapsed().as_secs_f64(),
-    })
+
+    fn checkpoint(
+        &self,
+        dir: &Path,
+        run: &Run,
+        fingerprint: &serde_json::Value,
+        epoch: usize,
+        elapsed_seconds: f64,
+    ) -> Result<(), TrainError> {
+        let state = CheckpointState {
+            format: STATE_FORMAT,
+            fingerprint: fingerprint.clone(),
+            epoch,
+            steps: self.optimizer.steps(),
+            rng: self.rng.state(),
+            elapsed_seconds,
+            history: run.history.clone(),
+            best: run.best_report().copied(),
+            weights_file: format!("epoch-{epoch}.safetensors"),
+            best_file: format!("best-{epoch}.safetensors"),
+        };
+        let best = run.best.as_ref().map(|(_, tensors)| tensors);
+        write_checkpoint(dir, &state, &self.vars, &self.optimizer, best)
+    }
 }
 
 /// Whether the last `patience` epochs brought nothing better than the best so far.
@@ -608,137 +734,6 @@ fn rows(targets: &[Vec<f32>], indices: &[usize]) -> candle_core::Result<Tensor> 
         .flat_map(|index| targets[*index].iter().copied())
         .collect();
     Tensor::from_vec(values, (indices.len(), width), &Device::Cpu)
-}
-
-/// Settings and data a checkpoint must have been made with to be resumed.
-fn fingerprint(
-    settings: &FineTuning,
-    train: &TokenizedExamples,
-    valid: &TokenizedExamples,
-) -> serde_json::Value {
-    let digest = |set: &TokenizedExamples| {
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        set.ids.hash(&mut hasher);
-        for row in &set.targets {
-            for value in row {
-                value.to_bits().hash(&mut hasher);
-            }
-        }
-        format!("{:016x}", hasher.finish())
-    };
-    serde_json::json!({
-        "settings": settings,
-        "train": {"examples": train.len(), "digest": digest(train)},
-        "valid": {"examples": valid.len(), "digest": digest(valid)},
-    })
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct CheckpointState {
-    format: u32,
-    fingerprint: serde_json::Value,
-    /// The last epoch completed.
-    epoch: usize,
-    steps: usize,
-    rng: u64,
-    /// Time spent over every run up to this checkpoint.
-    elapsed_seconds: f64,
-    history: Vec<EpochReport>,
-    best: Option<EpochReport>,
-    /// Weights and optimizer moments after `epoch`.
-    weights_file: String,
-    /// The best epoch's weights.
-    best_file: String,
-}
-
-fn checkpoint_error(dir: &Path, message: impl std::fmt::Display) -> TrainError {
-    TrainError::Checkpoint(format!("{}: {message}", dir.display()))
-}
-
-/// The state to resume from, if the directory has one and resuming was asked for.
-fn read_checkpoint(
-    checkpoints: &Checkpoints,
-    fingerprint: &serde_json::Value,
-) -> Result<Option<CheckpointState>, TrainError> {
-    let path = checkpoints.dir.join(STATE_FILE);
-    let bytes = match std::fs::read(&path) {
-        Ok(bytes) => bytes,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(error) => return Err(checkpoint_error(&path, error)),
-    };
-    if !checkpoints.resume {
-        return Err(checkpoint_error(
-            &checkpoints.dir,
-            "holds a checkpoint already: resume it, or choose another directory",
-        ));
-    }
-    let state: CheckpointState =
-        serde_json::from_slice(&bytes).map_err(|error| checkpoint_error(&path, error))?;
-    if state.format != STATE_FORMAT {
-        return Err(checkpoint_error(
-            &path,
-            format!("format {} is not {STATE_FORMAT}", state.format),
-        ));
-    }
-    if &state.fingerprint != fingerprint {
-        return Err(checkpoint_error(
-            &path,
-            "was made with other settings or data; resume with the same ones, or choose \
-             another directory",
-        ));
-    }
-    Ok(Some(state))
-}
-
-fn restore(
-    dir: &Path,
-    state: &CheckpointState,
-    vars: &[(String, Var)],
-    optimizer: &mut AdamW,
-) -> Result<(), TrainError> {
-    let saved = candle_core::safetensors::load(dir.join(&state.weights_file), &Device::Cpu)?;
-    for (name, var) in vars {
-        let tensor = saved
-            .get(name)
-            .ok_or_else(|| checkpoint_error(dir, format!("`{name}` is missing")))?;
-        var.set(tensor)?;
-    }
-    optimizer.restore(&saved, state.steps)?;
-    Ok(())
-}
-
-/// Writes the epoch's files, then the state that names them (through a rename, so a crash
-/// leaves the previous checkpoint whole), then removes the files it no longer names.
-fn write_checkpoint(
-    dir: &Path,
-    state: &CheckpointState,
-    vars: &[(String, Var)],
-    optimizer: &AdamW,
-    best: Option<&HashMap<String, Tensor>>,
-) -> Result<(), TrainError> {
-    std::fs::create_dir_all(dir).map_err(|error| checkpoint_error(dir, error))?;
-    let mut weights = snapshot(vars)?;
-    weights.extend(optimizer.state());
-    candle_core::safetensors::save(&weights, dir.join(&state.weights_file))?;
-    if let Some(best) = best {
-        candle_core::safetensors::save(best, dir.join(&state.best_file))?;
-    }
-    let json = serde_json::to_vec_pretty(state).map_err(|error| checkpoint_error(dir, error))?;
-    let temporary = dir.join(format!("{STATE_FILE}.tmp"));
-    std::fs::write(&temporary, json).map_err(|error| checkpoint_error(&temporary, error))?;
-    std::fs::rename(&temporary, dir.join(STATE_FILE))
-        .map_err(|error| checkpoint_error(dir, error))?;
-    let entries = std::fs::read_dir(dir).map_err(|error| checkpoint_error(dir, error))?;
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let stale = (name.starts_with("epoch-") || name.starts_with("best-"))
-            && name != state.weights_file
-            && name != state.best_file;
-        if stale {
-            std::fs::remove_file(entry.path()).map_err(|error| checkpoint_error(dir, error))?;
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

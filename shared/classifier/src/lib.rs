@@ -4,6 +4,7 @@
 mod bert;
 // Linked for its `x86-v4` feature (AVX-512 kernels), which candle-core does not expose.
 use gemm as _;
+mod checkpoint;
 pub mod engine;
 pub mod evaluate;
 pub mod export;
