@@ -2,7 +2,6 @@
 //! either one label column, a `labels` list (JSON Lines), or several 0/1 label columns
 //! (multi-label, `--label-columns`).
 
-use std::collections::BTreeSet;
 use std::path::Path;
 
 use anyhow::{Context, bail};
@@ -25,18 +24,6 @@ pub struct LabelledSet {
     pub examples: Vec<Labelled>,
     /// True when labels come from a `labels` list or from several label columns.
     pub multi_label: bool,
-}
-
-impl LabelledSet {
-    /// Every label seen, sorted.
-    pub fn label_names(&self) -> Vec<String> {
-        let names: BTreeSet<&String> = self
-            .examples
-            .iter()
-            .flat_map(|example| &example.labels)
-            .collect();
-        names.into_iter().cloned().collect()
-    }
 }
 
 /// Which columns (or JSON fields) hold the text and the labels.
@@ -323,7 +310,6 @@ mod tests {
         assert_eq!(lines(&from_jsonl), [1, 3], "blank lines are counted");
         assert_eq!(lines(&from_tsv), [2, 3], "the header is line 1");
         assert!(!from_tsv.multi_label);
-        assert_eq!(from_tsv.label_names(), ["x", "y"]);
     }
 
     #[test]

@@ -4,24 +4,21 @@
 
 use std::io::Write;
 use std::ops::ControlFlow;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use candle_core::{DType, Tensor};
-use classifier::finetune::{BaseModel, Checkpoints, FineTuning, Progress, TokenizedExamples};
-use classifier::labels::{HeadSpec, LABELS_FORMAT_VERSION, Pooling, Preprocessing};
-use classifier::train::{EpochReport, Examples, HeadTraining, SeededRng, TrainError, train_head};
-use classifier::trainable_bert::Trainable;
-use classifier::{InferenceOptions, LabelsFile, ProblemType, TextEncoder};
+use classifier::ProblemType;
+use classifier::finetune::{Checkpoints, Progress};
+use classifier::recipe::{
+    Example, Learning, RecipeError, TrainEvent, TrainSpec, TrainedModel, train_model,
+};
+use classifier::train::TrainError;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use tweets::{CleaningRule, CleaningVersion, EmojiMode};
 
 use crate::labelled::{self, LabelledSet};
-
-/// Texts embedded or tokenized per progress step.
-const CHUNK: usize = 256;
 /// Without a terminal (a job's log), a line every this many batches stands in for the bar.
 const LOG_EVERY_BATCHES: usize = 100;
 
@@ -129,16 +126,6 @@ pub struct TrainArgs {
     pub emoji: EmojiMode,
 }
 
-/// What any mode hands back for the model directory.
-struct Trained {
-    tensors: std::collections::HashMap<String, Tensor>,
-    best: EpochReport,
-    epochs_run: usize,
-    mode: String,
-    settings: serde_json::Value,
-    extra: serde_json::Value,
-}
-
 pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     if args.out.exists() && !args.force {
@@ -149,213 +136,131 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
         );
     }
     let columns = args.columns.columns();
-    let mut train_set = labelled::read(&args.train, &columns)?;
-    let mut valid_set = labelled::read(&args.valid, &columns)?;
-    let names = train_set.label_names();
-    if let Some(unknown) = valid_set
-        .label_names()
-        .into_iter()
-        .find(|label| !names.contains(label))
-    {
-        bail!(
-            "{}: label `{unknown}` never appears in the training data",
-            args.valid.display()
-        );
-    }
-    let problem_type = if train_set.multi_label || valid_set.multi_label {
+    let train_set = labelled::read(&args.train, &columns)?;
+    let valid_set = labelled::read(&args.valid, &columns)?;
+    let spec = spec(args);
+    let multi_label = train_set.multi_label || valid_set.multi_label;
+    let problem_type = if multi_label {
         ProblemType::MultiLabel
     } else {
         ProblemType::SingleLabel
     };
-    let mut rng = SeededRng::new(args.seed);
-    sample(&mut train_set, args.limit, &mut rng);
-    sample(&mut valid_set, args.valid_limit, &mut rng);
-
-    let recipe = classifier::model_dir::read_encoder_recipe(&args.base).with_context(|| {
-        format!(
-            "reading how to run the base encoder in {}",
-            args.base.display()
-        )
-    })?;
-    let preprocessing = Preprocessing {
-        cleaning_version: args.cleaning,
-        cleaning_left_out: args.leave_out_rule,
-        emoji: args.emoji,
-        max_tokens: 128,
-        text_prefix: recipe.text_prefix,
-    };
-    preprocessing
-        .validate()
-        .context("--cleaning and --leave-out-rule")?;
-    let pooling = recipe.pooling;
-    let options = InferenceOptions {
-        threads: args.threads,
-        ..InferenceOptions::default()
-    };
-    let encoder = TextEncoder::load_base(&args.base, &preprocessing, pooling, options)
-        .with_context(|| format!("loading the base encoder from {}", args.base.display()))?;
-    let sets = Sets {
-        train: &train_set,
-        valid: &valid_set,
-        names: &names,
-        problem_type,
-    };
-    let trained = match args.mode {
-        Mode::Head => head_only(args, &encoder, &sets)?,
-        Mode::Top | Mode::Full => {
-            let work = || fine_tuned(args, &encoder, &sets, pooling);
-            let outcome = match args.threads {
-                Some(threads) => rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .build()?
-                    .install(work),
-                None => work(),
-            };
-            match outcome {
-                Err(Stop::Stopped { epoch, checkpoints }) => {
-                    writeln!(
-                        std::io::stdout().lock(),
-                        "stopped after epoch {epoch} as asked; its checkpoint is in {}: run the \
-                         same command with --resume to continue",
-                        checkpoints.display()
-                    )?;
-                    return Ok(());
-                }
-                Err(Stop::Failed(error)) => return Err(error),
-                Ok(trained) => trained,
-            }
+    let mut shown = Shown::new(args.stop_after, problem_type.validation_metric());
+    let outcome = train_model(
+        &spec,
+        examples(&train_set),
+        examples(&valid_set),
+        multi_label,
+        |event| shown.event(event),
+    );
+    shown.finish();
+    let trained = match outcome {
+        Err(RecipeError::Train(TrainError::Stopped { epoch })) => {
+            writeln!(
+                std::io::stdout().lock(),
+                "stopped after epoch {epoch} as asked; its checkpoint is in {}: run the same \
+                 command with --resume to continue",
+                checkpoint_dir(args).display()
+            )?;
+            return Ok(());
         }
+        Err(RecipeError::Data(message)) => bail!("{}: {message}", args.valid.display()),
+        other => other.with_context(|| format!("training on {}", args.train.display()))?,
     };
+    write(args, &trained)?;
+    print_summary(args, &trained, started)
+}
 
-    let labels = LabelsFile {
-        format_version: LABELS_FORMAT_VERSION,
+/// The training recipe from the flags.
+fn spec(args: &TrainArgs) -> TrainSpec {
+    let learning = match args.mode {
+        Mode::Head => Learning::Head,
+        Mode::Top => Learning::TopLayers(args.layers),
+        Mode::Full => Learning::Encoder {
+            word_embeddings: args.train_word_embeddings,
+        },
+    };
+    let provenance = json!({
+        "train": {"file": args.train.display().to_string()},
+        "valid": {"file": args.valid.display().to_string()},
+        "command": std::env::args().collect::<Vec<_>>().join(" "),
+        "trained_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    });
+    TrainSpec {
+        base: args.base.clone(),
         name: args.name.clone(),
         version: args.version.clone(),
-        labels: names,
-        problem_type,
-        thresholds: Default::default(),
-        pooling,
-        head: HeadSpec {
-            hidden_size: args.hidden,
-        },
-        preprocessing,
-        provenance: json!({
-            "base_model": base_model_source(&args.base),
-            "mode": trained.mode,
-            "train": {"file": args.train.display().to_string(), "examples": train_set.examples.len()},
-            "valid": {"file": args.valid.display().to_string(), "examples": valid_set.examples.len()},
-            "training": trained.settings,
-            "epochs_run": trained.epochs_run,
-            "command": std::env::args().collect::<Vec<_>>().join(" "),
-            "trained_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            "wall_seconds_this_run": started.elapsed().as_secs(),
-            "details": trained.extra,
+        learning,
+        hidden_size: args.hidden,
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        patience: args.patience,
+        learning_rate: args.learning_rate,
+        encoder_learning_rate: args.encoder_learning_rate,
+        dropout: args.dropout,
+        class_weighting: !args.no_class_weights,
+        seed: args.seed,
+        limit: args.limit,
+        valid_limit: args.valid_limit,
+        cleaning: args.cleaning,
+        leave_out_rule: args.leave_out_rule,
+        emoji: args.emoji,
+        checkpoints: (args.mode != Mode::Head).then(|| Checkpoints {
+            dir: checkpoint_dir(args),
+            resume: args.resume,
         }),
-        metrics: json!({
-            "validation": {
-                metric_name(problem_type): trained.best.valid_metric,
-                "accuracy": trained.best.valid_accuracy,
-                "epoch": trained.best.epoch,
-            }
-        }),
-    };
+        threads: args.threads,
+        provenance: provenance.as_object().cloned().unwrap_or_default(),
+    }
+}
+
+fn examples(set: &LabelledSet) -> Vec<Example<'_>> {
+    set.examples
+        .iter()
+        .map(|example| Example {
+            text: &example.text,
+            labels: &example.labels,
+        })
+        .collect()
+}
+
+/// Writes the model directory, replacing an old one (`--force`) whole, and removes the
+/// checkpoints it no longer needs.
+fn write(args: &TrainArgs, trained: &TrainedModel) -> anyhow::Result<()> {
     if args.out.exists() {
         // --force: nothing of the old model (its card, a threshold) may outlive it.
         std::fs::remove_dir_all(&args.out)
             .with_context(|| format!("removing the old model at {}", args.out.display()))?;
     }
-    classifier::export::write_model_dir(
-        &args.base,
-        &args.out,
-        &trained.tensors,
-        &labels,
-        DType::F16,
-    )
-    .with_context(|| format!("writing the model to {}", args.out.display()))?;
-    if args.mode != Mode::Head {
-        let checkpoints = checkpoint_dir(args);
+    trained
+        .write(&args.out)
+        .with_context(|| format!("writing the model to {}", args.out.display()))?;
+    let checkpoints = checkpoint_dir(args);
+    if args.mode != Mode::Head && checkpoints.exists() {
         std::fs::remove_dir_all(&checkpoints)
             .with_context(|| format!("removing {}", checkpoints.display()))?;
     }
+    Ok(())
+}
 
+fn print_summary(args: &TrainArgs, trained: &TrainedModel, started: Instant) -> anyhow::Result<()> {
+    let labels = &trained.labels;
     writeln!(
         std::io::stdout().lock(),
         "trained {} ({} labels, {}, {}) on {} examples in {:.0} s: best epoch {} — validation {} {:.4}, accuracy {:.4}\nmodel written to {}",
         labels.name,
         labels.labels.len(),
-        problem_type,
+        labels.problem_type,
         trained.mode,
-        train_set.examples.len(),
+        trained.train_examples,
         started.elapsed().as_secs_f64(),
         trained.best.epoch,
-        metric_name(problem_type),
+        labels.problem_type.validation_metric(),
         trained.best.valid_metric,
         trained.best.valid_accuracy,
         args.out.display()
     )?;
     Ok(())
-}
-
-struct Sets<'a> {
-    train: &'a LabelledSet,
-    valid: &'a LabelledSet,
-    names: &'a [String],
-    problem_type: ProblemType,
-}
-
-fn head_only(args: &TrainArgs, encoder: &TextEncoder, sets: &Sets<'_>) -> anyhow::Result<Trained> {
-    let started = Instant::now();
-    let train_examples = embed(encoder, sets.train, sets.names, "train")?;
-    let valid_examples = embed(encoder, sets.valid, sets.names, "valid")?;
-    let embedded = started.elapsed();
-    let defaults = HeadTraining::default();
-    let config = HeadTraining {
-        problem_type: sets.problem_type,
-        hidden_size: args.hidden,
-        epochs: args.epochs.unwrap_or(defaults.epochs),
-        batch_size: args.batch_size.unwrap_or(defaults.batch_size),
-        learning_rate: args.learning_rate,
-        patience: args.patience.unwrap_or(defaults.patience),
-        class_weighting: !args.no_class_weights,
-        seed: args.seed,
-        ..defaults
-    };
-    let progress = ProgressBar::new(config.epochs as u64)
-        .with_style(style("training head [{bar:30}] epoch {pos}/{len} {msg}"));
-    let trained = train_head(&train_examples, &valid_examples, &config, |report| {
-        progress.set_position(report.epoch as u64);
-        progress.set_message(format!(
-            "loss {:.4}  valid {} {:.4}",
-            report.train_loss,
-            metric_name(sets.problem_type),
-            report.valid_metric
-        ));
-    })?;
-    progress.finish_and_clear();
-    Ok(Trained {
-        tensors: trained.tensors,
-        best: trained.best,
-        epochs_run: trained.history.len(),
-        mode: "head-only over the frozen encoder".to_owned(),
-        settings: serde_json::to_value(&config)?,
-        extra: json!({
-            "embedding_seconds": embedded.as_secs(),
-            "training_seconds": started.elapsed().as_secs(),
-            "history": trained.history,
-        }),
-    })
-}
-
-/// Why fine-tuning ended without a model: asked to stop, or an error.
-enum Stop {
-    Stopped { epoch: usize, checkpoints: PathBuf },
-    Failed(anyhow::Error),
-}
-
-impl<E: Into<anyhow::Error>> From<E> for Stop {
-    fn from(error: E) -> Self {
-        Self::Failed(error.into())
-    }
 }
 
 fn checkpoint_dir(args: &TrainArgs) -> PathBuf {
@@ -366,249 +271,124 @@ fn checkpoint_dir(args: &TrainArgs) -> PathBuf {
     })
 }
 
-fn fine_tuned(
-    args: &TrainArgs,
-    encoder: &TextEncoder,
-    sets: &Sets<'_>,
-    pooling: Pooling,
-) -> Result<Trained, Stop> {
-    let base = BaseModel::load(&args.base)
-        .with_context(|| format!("loading the base encoder from {}", args.base.display()))?;
-    let trainable = match args.mode {
-        Mode::Top if (1..=base.layers()).contains(&args.layers) => {
-            Trainable::TopLayers(args.layers)
-        }
-        Mode::Top => {
-            return Err(Stop::Failed(anyhow::anyhow!(
-                "--layers {} : the base encoder has {} layers",
-                args.layers,
-                base.layers()
-            )));
-        }
-        _ => Trainable::All {
-            word_embeddings: args.train_word_embeddings,
-        },
-    };
-    let train_examples = tokenize(encoder, sets.train, sets.names, "train")?;
-    let valid_examples = tokenize(encoder, sets.valid, sets.names, "valid")?;
-    let defaults = FineTuning::default();
-    let settings = FineTuning {
-        trainable,
-        problem_type: sets.problem_type,
-        pooling,
-        hidden_size: args.hidden,
-        epochs: args.epochs.unwrap_or(defaults.epochs),
-        batch_size: args.batch_size.unwrap_or(defaults.batch_size),
-        encoder_learning_rate: args.encoder_learning_rate,
-        head_learning_rate: args.learning_rate,
-        dropout: args.dropout,
-        patience: args.patience.unwrap_or(defaults.patience),
-        class_weighting: !args.no_class_weights,
-        seed: args.seed,
-        ..defaults
-    };
-    let checkpoints = Checkpoints {
-        dir: checkpoint_dir(args),
-        resume: args.resume,
-    };
-    let mode = match trainable {
-        Trainable::TopLayers(count) => format!("fine-tuned: top {count} encoder layers and head"),
-        Trainable::All {
-            word_embeddings: true,
-        } => "fine-tuned: whole encoder and head".to_owned(),
-        Trainable::All {
-            word_embeddings: false,
-        } => "fine-tuned: whole encoder (word embeddings frozen) and head".to_owned(),
-    };
-
-    let progress = ProgressBar::new(0).with_style(style(
-        "{prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed} / eta {eta})",
-    ));
-    let started = Instant::now();
-    let mut epochs_this_run = 0;
-    let mut average_loss = None::<f32>;
-    let result = base.fine_tune(
-        &train_examples,
-        &valid_examples,
-        &settings,
-        Some(&checkpoints),
-        |event| {
-            match event {
-                Progress::Caching { done, total } => {
-                    progress.set_prefix("running the frozen layers");
-                    progress.set_length(*total as u64);
-                    progress.set_position(*done as u64);
-                }
-                Progress::Resumed { epoch } => {
-                    say(
-                        &progress,
-                        format!(
-                            "resuming after epoch {epoch} from {}",
-                            checkpoints.dir.display()
-                        ),
-                    );
-                }
-                Progress::Step {
-                    epoch,
-                    batch,
-                    batches,
-                    loss,
-                } => {
-                    if *batch == 1 {
-                        progress.reset();
-                        progress.set_prefix(format!("epoch {epoch}/{}", settings.epochs));
-                        progress.set_length(*batches as u64);
-                        average_loss = None;
-                    }
-                    // A running mean over the last ~50 steps reads better than one batch's.
-                    let smoothed = average_loss.map_or(*loss, |mean| 0.98 * mean + 0.02 * loss);
-                    average_loss = Some(smoothed);
-                    progress.set_position(*batch as u64);
-                    progress.set_message(format!("loss {smoothed:.4}"));
-                    if progress.is_hidden() && batch % LOG_EVERY_BATCHES == 0 {
-                        eprintln!(
-                            "epoch {epoch}: batch {batch}/{batches}, loss {smoothed:.4}, {:.0} s",
-                            started.elapsed().as_secs_f64()
-                        );
-                    }
-                }
-                Progress::Epoch(report) => {
-                    epochs_this_run += 1;
-                    say(
-                        &progress,
-                        format!(
-                            "epoch {}: train loss {:.4}, validation {} {:.4}, accuracy {:.4}",
-                            report.epoch,
-                            report.train_loss,
-                            metric_name(sets.problem_type),
-                            report.valid_metric,
-                            report.valid_accuracy
-                        ),
-                    );
-                    if args.stop_after == Some(epochs_this_run) {
-                        return ControlFlow::Break(());
-                    }
-                }
-            }
-            ControlFlow::Continue(())
-        },
-    );
-    progress.finish_and_clear();
-    let tuned = match result {
-        Err(TrainError::Stopped { epoch }) => {
-            return Err(Stop::Stopped {
-                epoch,
-                checkpoints: checkpoints.dir,
-            });
-        }
-        other => other?,
-    };
-    Ok(Trained {
-        tensors: tuned.tensors,
-        best: tuned.best,
-        epochs_run: tuned.history.len(),
-        mode,
-        settings: serde_json::to_value(&settings)?,
-        extra: json!({
-            "training_seconds": tuned.training_seconds.round(),
-            "resumed_after_epoch": tuned.resumed_after,
-            "history": tuned.history,
-        }),
-    })
+/// Shows a run's events: a bar per phase on a terminal, lines in a log; stops fine-tuning
+/// after `--stop-after` epochs of this run.
+struct Shown {
+    bar: ProgressBar,
+    /// The validation metric's name.
+    metric: &'static str,
+    started: Instant,
+    stop_after: Option<usize>,
+    epochs_this_run: usize,
+    average_loss: Option<f32>,
 }
 
-/// A line above the bar on a terminal; on stderr when the bar is hidden (a log file).
-fn say(progress: &ProgressBar, line: String) {
-    if progress.is_hidden() {
-        eprintln!("{line}");
-    } else {
-        progress.println(line);
+impl Shown {
+    fn new(stop_after: Option<usize>, metric: &'static str) -> Self {
+        Self {
+            metric,
+            bar: ProgressBar::new(0).with_style(style(
+                "{prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed} / eta {eta})",
+            )),
+            started: Instant::now(),
+            stop_after,
+            epochs_this_run: 0,
+            average_loss: None,
+        }
+    }
+
+    fn event(&mut self, event: TrainEvent<'_>) -> ControlFlow<()> {
+        match event {
+            TrainEvent::Texts { phase, done, total } => {
+                self.bar.set_prefix(phase.to_owned());
+                self.bar.set_length(total as u64);
+                self.bar.set_position(done as u64);
+                self.bar.set_message("texts");
+            }
+            TrainEvent::HeadEpoch { report, epochs } => {
+                self.bar.set_prefix("training head, epoch");
+                self.bar.set_length(epochs as u64);
+                self.bar.set_position(report.epoch as u64);
+                self.bar.set_message(format!(
+                    "loss {:.4}  valid {} {:.4}",
+                    report.train_loss, self.metric, report.valid_metric
+                ));
+            }
+            TrainEvent::FineTune(progress) => return self.fine_tune(progress),
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn fine_tune(&mut self, progress: &Progress) -> ControlFlow<()> {
+        match progress {
+            Progress::Caching { done, total } => {
+                self.bar.set_prefix("running the frozen layers");
+                self.bar.set_length(*total as u64);
+                self.bar.set_position(*done as u64);
+            }
+            Progress::Resumed { epoch } => {
+                self.say(format!("resuming after epoch {epoch} from its checkpoint"));
+            }
+            Progress::Step {
+                epoch,
+                batch,
+                batches,
+                loss,
+            } => self.step(*epoch, *batch, *batches, *loss),
+            Progress::Epoch(report) => {
+                self.epochs_this_run += 1;
+                self.say(format!(
+                    "epoch {}: train loss {:.4}, validation {} {:.4}, accuracy {:.4}",
+                    report.epoch,
+                    report.train_loss,
+                    self.metric,
+                    report.valid_metric,
+                    report.valid_accuracy
+                ));
+                if self.stop_after == Some(self.epochs_this_run) {
+                    return ControlFlow::Break(());
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn step(&mut self, epoch: usize, batch: usize, batches: usize, loss: f32) {
+        if batch == 1 {
+            self.bar.reset();
+            self.bar.set_prefix(format!("epoch {epoch}"));
+            self.bar.set_length(batches as u64);
+            self.average_loss = None;
+        }
+        // A running mean over the last ~50 steps reads better than one batch's.
+        let smoothed = self
+            .average_loss
+            .map_or(loss, |mean| 0.98 * mean + 0.02 * loss);
+        self.average_loss = Some(smoothed);
+        self.bar.set_position(batch as u64);
+        self.bar.set_message(format!("loss {smoothed:.4}"));
+        if self.bar.is_hidden() && batch.is_multiple_of(LOG_EVERY_BATCHES) {
+            eprintln!(
+                "epoch {epoch}: batch {batch}/{batches}, loss {smoothed:.4}, {:.0} s",
+                self.started.elapsed().as_secs_f64()
+            );
+        }
+    }
+
+    /// A line above the bar on a terminal; on stderr when the bar is hidden (a log file).
+    fn say(&self, line: String) {
+        if self.bar.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            self.bar.println(line);
+        }
+    }
+
+    fn finish(&self) {
+        self.bar.finish_and_clear();
     }
 }
 
 fn style(template: &str) -> ProgressStyle {
     ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar())
-}
-
-/// What the base directory says it is (`SOURCE.json`, written by models/fetch-base.sh), else
-/// its path.
-fn base_model_source(base: &Path) -> serde_json::Value {
-    std::fs::read(base.join("SOURCE.json"))
-        .ok()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .unwrap_or_else(|| json!(base.display().to_string()))
-}
-
-fn metric_name(problem: ProblemType) -> &'static str {
-    match problem {
-        ProblemType::SingleLabel => "macro_f1",
-        ProblemType::MultiLabel => "micro_f1",
-    }
-}
-
-fn sample(set: &mut LabelledSet, limit: Option<usize>, rng: &mut SeededRng) {
-    if let Some(limit) = limit.filter(|limit| *limit < set.examples.len()) {
-        rng.shuffle(&mut set.examples);
-        set.examples.truncate(limit);
-    }
-}
-
-/// One-hot or multi-hot rows for `set`, in the order of `names`.
-fn targets(set: &LabelledSet, names: &[String]) -> Vec<Vec<f32>> {
-    set.examples
-        .iter()
-        .map(|example| {
-            names
-                .iter()
-                .map(|name| f32::from(u8::from(example.labels.contains(name))))
-                .collect()
-        })
-        .collect()
-}
-
-/// Runs `texts → rows` over `set` in chunks, with a progress bar.
-fn in_chunks<T>(
-    set: &LabelledSet,
-    what: &str,
-    mut work: impl FnMut(&[&str]) -> anyhow::Result<Vec<T>>,
-) -> anyhow::Result<Vec<T>> {
-    let progress = ProgressBar::new(set.examples.len() as u64).with_style(style(&format!(
-        "{what} [{{bar:30}}] {{pos}}/{{len}} texts, {{per_sec}}, eta {{eta}}"
-    )));
-    let mut rows = Vec::with_capacity(set.examples.len());
-    for chunk in set.examples.chunks(CHUNK) {
-        let texts: Vec<&str> = chunk.iter().map(|example| example.text.as_str()).collect();
-        rows.extend(work(&texts)?);
-        progress.inc(chunk.len() as u64);
-    }
-    progress.finish_and_clear();
-    Ok(rows)
-}
-
-fn embed(
-    encoder: &TextEncoder,
-    set: &LabelledSet,
-    names: &[String],
-    what: &str,
-) -> anyhow::Result<Examples> {
-    Ok(Examples {
-        features: in_chunks(set, &format!("embedding {what}"), |texts| {
-            Ok(encoder.embed(texts)?.0)
-        })?,
-        targets: targets(set, names),
-    })
-}
-
-fn tokenize(
-    encoder: &TextEncoder,
-    set: &LabelledSet,
-    names: &[String],
-    what: &str,
-) -> anyhow::Result<TokenizedExamples> {
-    Ok(TokenizedExamples {
-        ids: in_chunks(set, &format!("tokenizing {what}"), |texts| {
-            Ok(encoder.tokenize(texts)?)
-        })?,
-        targets: targets(set, names),
-    })
 }

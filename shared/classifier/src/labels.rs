@@ -58,6 +58,14 @@ impl std::fmt::Display for ProblemType {
 }
 
 impl ProblemType {
+    /// The validation metric training selects epochs by.
+    pub fn validation_metric(self) -> &'static str {
+        match self {
+            Self::SingleLabel => "macro_f1",
+            Self::MultiLabel => "micro_f1",
+        }
+    }
+
     pub fn default_threshold(self) -> f32 {
         match self {
             Self::SingleLabel => 0.0,

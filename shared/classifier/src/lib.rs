@@ -15,6 +15,7 @@ pub mod labels;
 pub mod model_dir;
 pub mod optimizer;
 pub mod quantized;
+pub mod recipe;
 #[cfg(test)]
 mod test_support;
 pub mod train;
