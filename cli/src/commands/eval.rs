@@ -88,8 +88,71 @@ struct Suggestion<'a> {
     written_to_labels_json: bool,
 }
 
+/// The figures of one evaluation, before they are written.
+struct Results {
+    evaluation: Evaluation,
+    groups: Option<Vec<GroupEvaluation>>,
+    binary: Option<BinaryAccuracy>,
+    sweep: Option<ThresholdSweep>,
+    target: Option<Target>,
+}
+
+impl Results {
+    fn suggested(&self) -> anyhow::Result<Option<&ThresholdPoint>> {
+        match (&self.sweep, self.target) {
+            (Some(sweep), Some(target)) => Ok(Some(sweep.suggest(target).with_context(|| {
+                format!("no threshold of `{}` reaches {target:?}", sweep.label)
+            })?)),
+            _ => Ok(None),
+        }
+    }
+}
+
 pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
     let input = args.input.required("eval")?;
+    let target = target(args)?;
+    let (classifier, model_dir) = super::load_model(args.model.as_deref(), args.threads)?;
+    let model = classifier.labels();
+    check_labels(args, model)?;
+    let results = evaluate_file(args, input, &classifier, target)?;
+    let suggested = results.suggested()?;
+    let report = Report {
+        model: ModelId {
+            name: &model.name,
+            version: &model.version,
+            dir: model_dir.display().to_string(),
+        },
+        input: input.display().to_string(),
+        evaluation: &results.evaluation,
+        binary: results.binary.as_ref(),
+        groups: results.groups.as_deref(),
+        sweep: results.sweep.as_ref(),
+        suggestion: results.sweep.as_ref().zip(target).zip(suggested).map(
+            |((sweep, target), point)| Suggestion {
+                label: &sweep.label,
+                target,
+                point,
+                written_to_labels_json: args.write_threshold,
+            },
+        ),
+    };
+    write_report(&args.out, &report, suggested)?;
+    // Last, so a failed report never leaves a changed model behind.
+    if args.write_threshold
+        && let (Some(sweep), Some(point)) = (&results.sweep, suggested)
+    {
+        let updated = model
+            .with_threshold(&sweep.label, point.threshold as f32)
+            .context("the updated labels.json would be invalid")?;
+        updated
+            .write(&model_dir)
+            .with_context(|| format!("writing {}", model_dir.join(LABELS_FILE).display()))?;
+    }
+    print_summary(args, &report, &model_dir)
+}
+
+/// The precision or recall a suggested threshold must reach, if one is asked for.
+fn target(args: &EvalArgs) -> anyhow::Result<Option<Target>> {
     let target = match (args.target_precision, args.target_recall) {
         (Some(precision), _) => Some(Target::Precision(check_share(precision, "precision")?)),
         (_, Some(recall)) => Some(Target::Recall(check_share(recall, "recall")?)),
@@ -98,14 +161,14 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
     if args.write_threshold && target.is_none() {
         bail!("--write-threshold needs --target-precision or --target-recall");
     }
-    let binary_labels = match args.binary.as_deref() {
-        None => None,
-        Some([first, second]) => Some([first.as_str(), second.as_str()]),
-        Some(other) => bail!("--binary takes two labels, got {other:?}"),
-    };
+    Ok(target)
+}
 
-    let (classifier, model_dir) = super::load_model(args.model.as_deref(), args.threads)?;
-    let model = classifier.labels();
+/// Labels named on the command line must be the model's.
+fn check_labels(args: &EvalArgs, model: &LabelsFile) -> anyhow::Result<()> {
+    if args.binary.as_ref().is_some_and(|labels| labels.len() != 2) {
+        bail!("--binary takes two labels, got {:?}", args.binary);
+    }
     for label in args.sweep_label.iter().chain(args.binary.iter().flatten()) {
         if !model.labels.contains(label) {
             bail!(
@@ -114,6 +177,18 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+/// Classifies every example of `input` and computes the figures asked for; errors about an
+/// example name its line in the file.
+fn evaluate_file(
+    args: &EvalArgs,
+    input: &Path,
+    classifier: &Classifier,
+    target: Option<Target>,
+) -> anyhow::Result<Results> {
+    let model = classifier.labels();
     let columns = labelled::Columns {
         group: args.group_column.clone(),
         ..args.columns.columns()
@@ -126,7 +201,6 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
             model.name
         );
     }
-
     let lines: Vec<u64> = set.examples.iter().map(|example| example.line).collect();
     let at_line = |error: EvaluationError| match error {
         EvaluationError::Example { index, problem } => {
@@ -139,81 +213,65 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
         .iter()
         .map(|example| example.group.clone())
         .collect();
-    let judged = judge(&classifier, set)?;
-    let evaluation = evaluate(&model.labels, model.problem_type, &judged).map_err(at_line)?;
-    let groups = groups
-        .map(|groups| evaluate_groups(&model.labels, model.problem_type, &judged, &groups))
-        .transpose()
-        .map_err(at_line)?;
-    let binary = binary_labels
-        .map(|labels| binary_accuracy(&judged, labels))
-        .transpose()
-        .map_err(at_line)?;
-    let sweep = args
-        .sweep_label
-        .as_deref()
-        .map(|label| sweep(&judged, label))
-        .transpose()
-        .map_err(at_line)?;
-    let suggested =
-        match (&sweep, target) {
-            (Some(sweep), Some(target)) => Some(sweep.suggest(target).with_context(|| {
-                format!("no threshold of `{}` reaches {target:?}", sweep.label)
-            })?),
+    let judged = judge(classifier, set)?;
+    let (labels, problem_type) = (&model.labels, model.problem_type);
+    Ok(Results {
+        evaluation: evaluate(labels, problem_type, &judged).map_err(at_line)?,
+        groups: groups
+            .map(|groups| evaluate_groups(labels, problem_type, &judged, &groups))
+            .transpose()
+            .map_err(at_line)?,
+        binary: match args.binary.as_deref() {
+            Some([first, second]) => {
+                Some(binary_accuracy(&judged, [first, second]).map_err(at_line)?)
+            }
             _ => None,
-        };
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
-    let report =
-        Report {
-            model: ModelId {
-                name: &model.name,
-                version: &model.version,
-                dir: model_dir.display().to_string(),
-            },
-            input: input.display().to_string(),
-            evaluation: &evaluation,
-            binary: binary.as_ref(),
-            groups: groups.as_deref(),
-            sweep: sweep.as_ref(),
-            suggestion: sweep.as_ref().zip(target).zip(suggested).map(
-                |((sweep, target), point)| Suggestion {
-                    label: &sweep.label,
-                    target,
-                    point,
-                    written_to_labels_json: args.write_threshold,
-                },
-            ),
-        };
+        },
+        sweep: args
+            .sweep_label
+            .as_deref()
+            .map(|label| sweep(&judged, label))
+            .transpose()
+            .map_err(at_line)?,
+        target,
+    })
+}
+
+/// metrics.json, the plots and report.md under `out`.
+fn write_report(
+    out: &Path,
+    report: &Report<'_>,
+    suggested: Option<&ThresholdPoint>,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     write(
-        &args.out.join("metrics.json"),
-        serde_json::to_vec_pretty(&report)?,
+        &out.join("metrics.json"),
+        serde_json::to_vec_pretty(report)?,
     )?;
     let mut plots = Vec::new();
-    if let Some(confusion) = &evaluation.confusion {
-        let path = args.out.join("confusion.svg");
-        plot_confusion(&path, &evaluation.labels, confusion)?;
+    if let Some(confusion) = &report.evaluation.confusion {
+        plot_confusion(
+            &out.join("confusion.svg"),
+            &report.evaluation.labels,
+            confusion,
+        )?;
         plots.push(("Confusion matrix, row shares", "confusion.svg"));
     }
-    if let Some(sweep) = &sweep {
-        let path = args.out.join("threshold.svg");
-        plot_sweep(&path, sweep, suggested)?;
+    if let Some(sweep) = report.sweep {
+        plot_sweep(&out.join("threshold.svg"), sweep, suggested)?;
         plots.push((
             "Precision and recall against the threshold",
             "threshold.svg",
         ));
     }
     write(
-        &args.out.join("report.md"),
-        markdown(&report, &plots).into_bytes(),
-    )?;
-    // Last, so a failed report never leaves a changed model behind.
-    if args.write_threshold
-        && let (Some(sweep), Some(point)) = (&sweep, suggested)
-    {
-        write_threshold(&model_dir, model, &sweep.label, point.threshold)?;
-    }
+        &out.join("report.md"),
+        markdown(report, &plots).into_bytes(),
+    )
+}
 
+fn print_summary(args: &EvalArgs, report: &Report<'_>, model_dir: &Path) -> anyhow::Result<()> {
+    let (model, evaluation) = (&report.model, report.evaluation);
     let mut stdout = std::io::stdout().lock();
     writeln!(
         stdout,
@@ -225,14 +283,14 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
         evaluation.macro_f1,
         evaluation.micro_f1
     )?;
-    if let Some(binary) = &binary {
+    if let Some(binary) = report.binary {
         writeln!(
             stdout,
             "binary ({} vs {}) on {} examples: accuracy {:.4}",
             binary.labels[0], binary.labels[1], binary.examples, binary.accuracy
         )?;
     }
-    for group in groups.iter().flatten() {
+    for group in report.groups.iter().flat_map(|groups| groups.iter()) {
         writeln!(
             stdout,
             "  {}: {} examples, {} failures ({:.1}%), macro-F1 {:.4}",
@@ -301,25 +359,6 @@ fn judge(classifier: &Classifier, set: labelled::LabelledSet) -> anyhow::Result<
 }
 
 /// Sets one label's threshold in the model directory's labels.json, validated first.
-fn write_threshold(
-    model_dir: &Path,
-    model: &LabelsFile,
-    label: &str,
-    threshold: f64,
-) -> anyhow::Result<()> {
-    let mut updated = model.clone();
-    updated
-        .thresholds
-        .insert(label.to_owned(), threshold as f32);
-    updated
-        .validate()
-        .context("the updated labels.json would be invalid")?;
-    write(
-        &model_dir.join(LABELS_FILE),
-        serde_json::to_vec_pretty(&updated)?,
-    )
-}
-
 fn write(path: &Path, bytes: Vec<u8>) -> anyhow::Result<()> {
     std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
 }

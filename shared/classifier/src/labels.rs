@@ -184,6 +184,20 @@ fn invalid(field: impl Into<String>, message: impl Into<String>) -> LabelsError 
 }
 
 impl LabelsFile {
+    /// This file with `label`'s decision threshold set to `threshold`, if it stays valid.
+    pub fn with_threshold(&self, label: &str, threshold: f32) -> Result<Self, LabelsError> {
+        let mut updated = self.clone();
+        updated.thresholds.insert(label.to_owned(), threshold);
+        updated.validate()?;
+        Ok(updated)
+    }
+
+    /// Writes this file as the `labels.json` of the model directory `dir`.
+    pub fn write(&self, dir: &std::path::Path) -> std::io::Result<()> {
+        let json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
+        std::fs::write(dir.join(crate::model_dir::LABELS_FILE), json)
+    }
+
     /// Checks what serde cannot: consistent labels, thresholds and preprocessing.
     /// (`preprocessing.max_tokens` is checked against the encoder's config on load.)
     pub fn validate(&self) -> Result<(), LabelsError> {
