@@ -12,10 +12,9 @@ use anyhow::{Context, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use pipeline::backend::Backend;
-use pipeline::config::vars;
 use pipeline::local::LocalDir;
 use pipeline::rebased::Rebased;
-use pipeline::s3::{S3Bucket, S3Buckets, client};
+use pipeline::s3::{S3Bucket, S3Buckets};
 use pipeline::{
     BackendConfig, Buckets, CandleConfig, Classify, ClassifyConfig, ClassifyManifest, DeleteObject,
     IngestConfig, ListObjects, ObjectBody, Payload, ReadObject, StoreError, WriteObject,
@@ -171,39 +170,9 @@ async fn run_async(
 ) -> anyhow::Result<()> {
     let s3 = match (input, output) {
         (Location::Local(_), Location::Local(_)) => None,
-        _ => Some(S3Buckets::new(
-            client(std::env::var(vars::S3_ENDPOINT_URL).ok().as_deref()).await,
-        )),
+        _ => Some(S3Buckets::from_env().await),
     };
-    let raw_prefix = &ingest.prefixes.raw;
-    let (source, keys) = match input {
-        Location::Local(path) => {
-            let (root, files) = input_files(path)?;
-            let source = LocalDir::mounted(&root, raw_prefix);
-            let keys = files
-                .iter()
-                .map(|file| {
-                    source.key_of(file).with_context(|| {
-                        format!("{} has a name that is not valid UTF-8", file.display())
-                    })
-                })
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            (Store::Local(source), keys)
-        }
-        Location::S3 { bucket, prefix } => {
-            let bucket_store = s3_bucket(s3.as_ref(), bucket)?;
-            let listed = bucket_store
-                .list(prefix)
-                .await
-                .with_context(|| format!("listing s3://{bucket}/{prefix}"))?;
-            let source = Rebased::new(bucket_store, raw_prefix.clone(), prefix.clone());
-            let keys = listed
-                .iter()
-                .filter_map(|key| source.outer_key(key))
-                .collect();
-            (Store::S3(source), keys)
-        }
-    };
+    let (source, keys) = source_and_keys(input, s3.as_ref(), &ingest.prefixes.raw).await?;
     if keys.is_empty() {
         bail!("no files to ingest under {}", args.input());
     }
@@ -227,14 +196,6 @@ async fn run_async(
                 .context("loading the classifier")?,
         ),
     };
-
-    let progress = ProgressBar::new(keys.len() as u64).with_style(
-        ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} files {wide_msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    let started = Instant::now();
-    let mut totals = Totals::default();
-    let mut failures = Vec::new();
     let stages = Stages {
         source: &source,
         sink: &sink,
@@ -242,13 +203,8 @@ async fn run_async(
         ingest,
         classify,
     };
-    for key in &keys {
-        stages
-            .run_file(key, &progress, &mut totals, &mut failures)
-            .await;
-        progress.inc(1);
-    }
-    progress.finish_and_clear();
+    let started = Instant::now();
+    let (totals, failures) = stages.run_files(&keys).await;
     report(
         args,
         &keys,
@@ -271,6 +227,46 @@ async fn run_async(
     Ok(())
 }
 
+/// The store the raw files are read from, and their keys under the raw prefix: a folder's
+/// files mounted there, or the objects of an S3 prefix seen through it.
+async fn source_and_keys(
+    input: &Location,
+    s3: Option<&S3Buckets>,
+    raw_prefix: &str,
+) -> anyhow::Result<(Store, Vec<String>)> {
+    match input {
+        Location::Local(path) => {
+            let (root, files) = input_files(path)?;
+            let source = LocalDir::mounted(&root, raw_prefix);
+            let keys = files
+                .iter()
+                .map(|file| {
+                    source.key_of(file).with_context(|| {
+                        format!("{} has a name that is not valid UTF-8", file.display())
+                    })
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            Ok((Store::Local(source), keys))
+        }
+        Location::S3 { bucket, prefix } => {
+            let bucket_store = s3_bucket(s3, bucket)?;
+            let listed = bucket_store
+                .list(prefix)
+                .await
+                .with_context(|| format!("listing s3://{bucket}/{prefix}"))?;
+            let source = Rebased::new(bucket_store, raw_prefix.to_owned(), prefix.clone());
+            let keys = listed
+                .iter()
+                .filter_map(|key| source.outer_key(key))
+                .collect();
+            Ok((Store::S3(source), keys))
+        }
+    }
+}
+
+/// Failed files, each with why.
+type Failures = Vec<(String, anyhow::Error)>;
+
 /// The stores, the model and the settings every file goes through.
 struct Stages<'a> {
     source: &'a Store,
@@ -282,6 +278,23 @@ struct Stages<'a> {
 }
 
 impl Stages<'_> {
+    /// Every file in turn, with a progress bar.
+    async fn run_files(&self, keys: &[String]) -> (Totals, Failures) {
+        let progress = ProgressBar::new(keys.len() as u64).with_style(
+            ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} files {wide_msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        let mut totals = Totals::default();
+        let mut failures = Vec::new();
+        for key in keys {
+            self.run_file(key, &progress, &mut totals, &mut failures)
+                .await;
+            progress.inc(1);
+        }
+        progress.finish_and_clear();
+        (totals, failures)
+    }
+
     /// One raw file through ingest, then each of its clean parts through classify, as the
     /// functions do in a bucket; the outputs of parts an earlier run wrote and this one
     /// superseded are deleted as classify deletes them. Failures are collected, not fatal.
@@ -290,7 +303,7 @@ impl Stages<'_> {
         key: &str,
         progress: &ProgressBar,
         totals: &mut Totals,
-        failures: &mut Vec<(String, anyhow::Error)>,
+        failures: &mut Failures,
     ) {
         progress.set_message(format!("ingesting {key}"));
         let ingested = match ingest_object(self.source, self.sink, key, self.ingest).await {
