@@ -1216,3 +1216,25 @@ fn train_refuses_an_existing_model_directory_unless_forced_and_then_replaces_all
         "the old model's card does not outlive it"
     );
 }
+
+#[test]
+fn classify_runs_through_the_backend_the_functions_use() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let input = dir.path().join("texts.jsonl");
+    std::fs::write(&input, "{\"text\": \"hello\"}\n").expect("write");
+    // Amazon ML at a closed port: the command must try it, and say so.
+    let (output, _, stderr) = run(tweetclf(&["classify", input.to_str().expect("UTF-8")])
+        .env_remove("MODEL_DIR")
+        .env("CLASSIFIER_BACKEND", "amazon-ml")
+        .env("AMAZON_ML_MODEL_ID", "ml-test")
+        .env("AMAZON_ML_ENDPOINT", "http://127.0.0.1:9")
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test"));
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("Amazon ML Predict on model ml-test failed"),
+        "{stderr}"
+    );
+}

@@ -6,7 +6,9 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use classifier::Classifier;
+use pipeline::Classify;
+use pipeline::backend::Backend;
+use pipeline::batch::classify_batch;
 use serde_json::{Value, json};
 
 /// Lines classified per model call: big enough for full batches, small enough to stream.
@@ -17,7 +19,8 @@ pub struct ClassifyArgs {
     /// JSON Lines with a `text` field per line (`-` for standard input).
     #[command(flatten)]
     pub input: super::InputArg,
-    /// A model directory (default: `MODEL_DIR`, else the bundled models/sentiment).
+    /// A model directory (default: `MODEL_DIR`, else the bundled models/sentiment; or
+    /// Amazon ML when `CLASSIFIER_BACKEND=amazon-ml`, as for the functions).
     #[arg(long, env = "MODEL_DIR")]
     pub model: Option<PathBuf>,
     /// Worker threads (default: every core).
@@ -27,7 +30,14 @@ pub struct ClassifyArgs {
 
 pub fn classify(args: &ClassifyArgs) -> anyhow::Result<()> {
     let path = args.input.required("classify")?;
-    let (classifier, _) = super::load_model(args.model.as_deref(), args.threads)?;
+    let config = super::backend_config(args.model.as_deref(), args.threads)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let backend = runtime
+        .block_on(Backend::load(&config))
+        .context("loading the classifier")?;
     let input: Box<dyn Read> = if path == Path::new("-") {
         Box::new(std::io::stdin().lock())
     } else {
@@ -50,7 +60,7 @@ pub fn classify(args: &ClassifyArgs) -> anyhow::Result<()> {
             chunk.push(parsed);
         }
         if chunk.len() == CHUNK_LINES || (read == 0 && !chunk.is_empty()) {
-            failed += write_chunk(&classifier, &chunk, &mut stdout)?;
+            failed += runtime.block_on(write_chunk(&backend, &chunk, &mut stdout))?;
             chunk.clear();
         }
         if read == 0 {
@@ -128,28 +138,34 @@ fn json_error(error: &serde_json::Error) -> String {
 }
 
 /// Classifies the good lines of a chunk and writes one output line per input line; returns
-/// how many failed.
-fn write_chunk(
-    classifier: &Classifier,
+/// how many failed. A text the model cannot read fails alone, as in the classify function.
+async fn write_chunk(
+    classifier: &impl Classify,
     chunk: &[Parsed],
     out: &mut impl Write,
 ) -> anyhow::Result<usize> {
-    let texts: Vec<&str> = chunk
+    let texts: Vec<String> = chunk
         .iter()
         .filter_map(|parsed| match &parsed.outcome {
-            Outcome::Text(text) => Some(text.as_str()),
+            Outcome::Text(text) => Some(text.clone()),
             Outcome::Blank | Outcome::Failed(_) => None,
         })
         .collect();
-    let (predictions, _) = classifier.predict(&texts)?;
+    let predictions = match texts.is_empty() {
+        true => Vec::new(),
+        false => classify_batch(classifier, texts).await?.results,
+    };
     let mut predictions = predictions.into_iter();
     let mut failed = 0;
     for parsed in chunk {
         let mut line = match &parsed.outcome {
-            Outcome::Text(_) => {
-                let prediction = predictions.next().context("one prediction per text")?;
-                serde_json::to_value(&prediction)?
-            }
+            Outcome::Text(_) => match predictions.next().context("one prediction per text")? {
+                Ok(prediction) => serde_json::to_value(&prediction)?,
+                Err(error) => {
+                    failed += 1;
+                    json!({"line": parsed.line, "error": error})
+                }
+            },
             Outcome::Blank => json!({"line": parsed.line, "skipped": "blank line"}),
             Outcome::Failed(error) => {
                 failed += 1;

@@ -37,6 +37,21 @@ impl InputArg {
     }
 }
 
+/// The classifier the functions would use (`CLASSIFIER_BACKEND`, `MODEL_DIR`, the Amazon ML
+/// settings), unless `--model` or `--threads` name a Candle model.
+pub fn backend_config(
+    model: Option<&Path>,
+    threads: Option<usize>,
+) -> anyhow::Result<pipeline::BackendConfig> {
+    if model.is_some() || threads.is_some() {
+        return Ok(pipeline::BackendConfig::Candle(pipeline::CandleConfig {
+            model_dir: model.map(Path::to_path_buf),
+            threads,
+        }));
+    }
+    Ok(pipeline::PredictConfig::from_env()?.backend)
+}
+
 /// Loads `model`, or the bundled default model without one; returns it with its directory.
 pub fn load_model(
     model: Option<&Path>,

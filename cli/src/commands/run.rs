@@ -16,9 +16,9 @@ use pipeline::local::LocalDir;
 use pipeline::rebased::Rebased;
 use pipeline::s3::{S3Bucket, S3Buckets};
 use pipeline::{
-    BackendConfig, Buckets, CandleConfig, Classify, ClassifyConfig, ClassifyManifest, DeleteObject,
-    IngestConfig, ListObjects, ObjectBody, Payload, ReadObject, StoreError, WriteObject,
-    classify_object, ingest_object, retract_classify_outputs,
+    Buckets, Classify, ClassifyConfig, ClassifyManifest, DeleteObject, IngestConfig, ListObjects,
+    ObjectBody, Payload, ReadObject, StoreError, WriteObject, classify_object, ingest_object,
+    retract_classify_outputs,
 };
 use tweets::Report;
 
@@ -145,13 +145,10 @@ struct Totals {
 }
 
 pub fn run(args: &RunArgs, ingest: &IngestConfig) -> anyhow::Result<()> {
-    let mut classify = ClassifyConfig::from_env()?;
-    if args.model.is_some() || args.threads.is_some() {
-        classify.backend = BackendConfig::Candle(CandleConfig {
-            model_dir: args.model.clone(),
-            threads: args.threads,
-        });
-    }
+    let classify = ClassifyConfig {
+        backend: super::backend_config(args.model.as_deref(), args.threads)?,
+        ..ClassifyConfig::from_env()?
+    };
     let input = Location::parse(&args.input())?;
     let output = Location::parse(&args.out)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -5,6 +5,7 @@
 pub mod amazon_ml;
 #[cfg(feature = "backends")]
 pub mod backend;
+pub mod batch;
 #[cfg(feature = "candle")]
 pub mod candle;
 #[cfg(feature = "predictions")]

@@ -20,11 +20,10 @@ use crate::parquet_table::ParquetError;
 use crate::ports::{Classify, ClassifyError, ModelInfo, ReadObject, StoreError, WriteObject};
 use crate::prediction_record::PredictionRecord;
 
-mod batch;
 mod outputs;
 mod reader;
 
-use batch::classify_batch;
+use crate::batch::classify_batch;
 use outputs::Outputs;
 use reader::read_chunks;
 

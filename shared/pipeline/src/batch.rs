@@ -1,5 +1,6 @@
 //! One model call over a batch of texts, falling back to one call per text when the batch
-//! fails because of its texts, so only the texts that fail on their own are rejected.
+//! fails because of its texts, so only the texts that fail on their own are rejected: the
+//! rule the classify function and `tweetclf classify` share, whatever the backend.
 
 use std::time::Duration;
 
@@ -10,15 +11,15 @@ use crate::ports::{Classify, ClassifyError, ClassifyFailure};
 
 /// One batch's outcome per text, in order, and where its time went.
 #[derive(Debug, Default)]
-pub(super) struct BatchOutcome {
-    pub(super) results: Vec<Result<Prediction, String>>,
-    pub(super) tokenize: Duration,
-    pub(super) infer: Duration,
+pub struct BatchOutcome {
+    pub results: Vec<Result<Prediction, String>>,
+    pub tokenize: Duration,
+    pub infer: Duration,
 }
 
 /// Classifies a batch; when the batch fails because of its texts, classifies them one by one
 /// so that only the texts that fail on their own are rejected.
-pub(super) async fn classify_batch(
+pub async fn classify_batch(
     classifier: &impl Classify,
     texts: Vec<String>,
 ) -> Result<BatchOutcome, ClassifyError> {
