@@ -26,8 +26,8 @@ enum Command {
     /// rejected/, predictions/, predictions-parquet/dt=…/, manifests/). Input and output may
     /// be local folders or s3://bucket/prefix.
     Run(commands::run::RunArgs),
-    /// Parse and clean one raw file (`-` for standard input) into OUT/clean.jsonl,
-    /// OUT/rejected.jsonl and OUT/manifest.json.
+    /// Parse, clean and filter one raw file (`-` for standard input) into OUT in the bucket
+    /// layout, through the ingest function's use case: `run FILE --out OUT --ingest-only`.
     Ingest {
         /// The raw file, or `-` for standard input.
         #[command(flatten)]

@@ -222,7 +222,7 @@ fn run_can_stop_after_ingest() {
 }
 
 #[test]
-fn ingest_writes_flat_outputs_for_one_file() {
+fn ingest_runs_one_file_through_the_use_case_into_the_bucket_layout() {
     let out = tempfile::tempdir().expect("temp dir");
     let out_arg = out.path().to_str().expect("UTF-8 path");
     let (output, stdout, stderr) = run(&mut tweetclf(&[
@@ -233,13 +233,24 @@ fn ingest_writes_flat_outputs_for_one_file() {
     ]));
     assert!(output.status.success(), "{stderr}");
     assert!(stdout.contains("rejected             3"), "{stdout}");
-    let clean = std::fs::read_to_string(out.path().join("clean.jsonl")).expect("clean");
+    assert!(
+        !stdout.contains("predictions"),
+        "nothing was classified: {stdout}"
+    );
+    let read = |path: &str| std::fs::read_to_string(out.path().join(path)).expect(path);
+    let clean = read("clean/mixed-errors.jsonl/part-00000-of-00001.jsonl");
     assert_eq!(clean.lines().count(), 2);
-    let rejected = std::fs::read_to_string(out.path().join("rejected.jsonl")).expect("rejected");
-    assert_eq!(rejected.lines().count(), 3);
-    let manifest = manifest(&out.path().join("manifest.json"));
+    assert_eq!(read("rejected/mixed-errors.jsonl.jsonl").lines().count(), 3);
+    let manifest = manifest(
+        &out.path()
+            .join("manifests/ingest/mixed-errors.jsonl.manifest.json"),
+    );
     assert_eq!(manifest["records_in"], 5);
-    assert_eq!(manifest["input"], "tests/fixtures/cases/mixed-errors.jsonl");
+    assert_eq!(manifest["input"], "raw/mixed-errors.jsonl");
+    assert!(
+        manifest["timing_ms"]["write"].is_u64(),
+        "written by the use case, timed like the function's"
+    );
 }
 
 #[test]
@@ -268,8 +279,9 @@ fn ingest_reads_standard_input() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let clean = std::fs::read_to_string(out.path().join("clean.jsonl")).expect("clean");
-    assert!(clean.contains("\"key\":\"-\""), "{clean}");
+    let clean = std::fs::read_to_string(out.path().join("clean/stdin/part-00000-of-00001.jsonl"))
+        .expect("clean");
+    assert!(clean.contains("\"key\":\"raw/stdin\""), "{clean}");
 }
 
 #[test]

@@ -24,6 +24,13 @@ pub struct InputArg {
 }
 
 impl InputArg {
+    pub fn of(path: &Path) -> Self {
+        Self {
+            input: Some(path.to_path_buf()),
+            input_flag: None,
+        }
+    }
+
     /// The input given, or an error naming both ways to give it.
     pub fn required(&self, command: &str) -> anyhow::Result<&Path> {
         self.given().with_context(|| {

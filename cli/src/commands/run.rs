@@ -45,6 +45,18 @@ pub struct RunArgs {
     pub ingest_only: bool,
 }
 
+/// `run FILE --out OUT --ingest-only`, for `tweetclf ingest`.
+pub fn ingest_only(file: &Path, out: &Path, ingest: &IngestConfig) -> anyhow::Result<()> {
+    let args = RunArgs {
+        input: super::InputArg::of(file),
+        out: out.to_string_lossy().into_owned(),
+        model: None,
+        threads: None,
+        ingest_only: true,
+    };
+    run(&args, ingest)
+}
+
 /// The raw files `run` reads when none are named: the README's main job.
 const DEFAULT_INPUT: &str = "examples/raw";
 
@@ -394,11 +406,18 @@ fn report(
         None => writeln!(stdout, "\n  not classified (--ingest-only)")?,
     }
     let place = |prefix: &str| format!("{}/{prefix}", args.out.trim_end_matches('/'));
+    if model.is_some() {
+        writeln!(
+            stdout,
+            "\n  predictions   {}   (one JSON line per tweet)\n  parquet       {}   (dt=YYYY-MM-DD partitions, for Athena)",
+            place(&layout.predictions),
+            place(&layout.predictions_parquet),
+        )?;
+    }
     writeln!(
         stdout,
-        "\n  predictions   {}   (one JSON line per tweet)\n  parquet       {}   (dt=YYYY-MM-DD partitions, for Athena)\n  clean tweets  {}   ({} part(s))\n  rejections    {}   (each with its error and raw record)\n  filtered      {}   (each with its id and reason)\n  manifests     {}",
-        place(&layout.predictions),
-        place(&layout.predictions_parquet),
+        "{}  clean tweets  {}   ({} part(s))\n  rejections    {}   (each with its error and raw record)\n  filtered      {}   (each with its id and reason)\n  manifests     {}",
+        if model.is_some() { "" } else { "\n" },
         place(&layout.clean),
         totals.parts,
         place(&layout.rejected),

@@ -273,7 +273,7 @@ async fn remove_stale_parts(
 }
 
 /// Pretty JSON with a final newline, as manifests are stored.
-pub fn json_payload(value: &impl Serialize) -> Payload {
+pub(crate) fn json_payload(value: &impl Serialize) -> Payload {
     let mut bytes = serde_json::to_vec_pretty(value).unwrap_or_else(|error| {
         // Manifests are plain data; serializing them cannot fail short of a bug.
         format!("{{\"error\": \"manifest could not be serialized: {error}\"}}").into_bytes()
@@ -283,7 +283,7 @@ pub fn json_payload(value: &impl Serialize) -> Payload {
 }
 
 /// Milliseconds since `since`, for manifests and logs.
-pub fn elapsed_ms(since: Instant) -> u64 {
+pub(crate) fn elapsed_ms(since: Instant) -> u64 {
     u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
