@@ -11,6 +11,7 @@ pub mod export;
 pub mod finetune;
 pub mod import_e5;
 mod kernels;
+pub mod labelled;
 pub mod labels;
 pub mod model_dir;
 pub mod optimizer;
