@@ -278,6 +278,7 @@ impl<K: Write, J: Write, F: Write> Run<'_, K, J, F> {
         let mut framer = Framer::new(member, self.options.limits.max_record_bytes)
             .streaming_fields(TWEET_ARRAY_FIELDS);
         let mut held: Option<HeldFrames> = None;
+        let mut records = Vec::new();
         let ended = loop {
             let mut frame = match framer.next_frame() {
                 Ok(Some(frame)) => frame,
@@ -287,7 +288,7 @@ impl<K: Write, J: Write, F: Write> Run<'_, K, J, F> {
             frame.offset += origin.offset;
             frame.line += origin.line - 1;
             match frame.role {
-                FrameRole::Whole => self.read_whole(&frame)?,
+                FrameRole::Whole => self.read_whole(&frame, &mut records)?,
                 FrameRole::Element(field) if ResponseContext::needed_by(field) => held
                     .get_or_insert_with(|| HeldFrames::new(field, HELD_IN_MEMORY_BYTES))
                     .push(frame)
@@ -310,14 +311,18 @@ impl<K: Write, J: Write, F: Write> Run<'_, K, J, F> {
         Ok(ended)
     }
 
-    /// A value on its own: a tweet, a stream message, or a whole response.
-    fn read_whole(&mut self, frame: &Frame) -> Result<(), IngestStreamError> {
+    /// A value on its own: a tweet, a stream message, or a whole response. `records` is
+    /// scratch space, reused from frame to frame.
+    fn read_whole(
+        &mut self,
+        frame: &Frame,
+        records: &mut Vec<Record>,
+    ) -> Result<(), IngestStreamError> {
         if let Some(problem) = frame.problem {
             return self.reject_frame(frame, problem.to_string());
         }
-        let mut records = Vec::new();
-        parse_frame(&frame.bytes, &mut records);
-        for record in records {
+        parse_frame(&frame.bytes, records);
+        for record in records.drain(..) {
             self.take_record(record, frame)?;
         }
         Ok(())
