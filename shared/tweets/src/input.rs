@@ -470,9 +470,10 @@ impl<R: Read> Lookahead<R> {
         while self.end - self.start < count {
             self.buffer.copy_within(self.start..self.end, 0);
             (self.start, self.end) = (0, self.end - self.start);
-            let wanted = count.max(READ_CHUNK);
-            if self.buffer.len() < wanted {
-                self.buffer.resize(wanted, 0);
+            // Grow a chunk at a time, so a small object never costs a large buffer.
+            if self.end == self.buffer.len() {
+                let grown = (self.buffer.len() + READ_CHUNK).min(count.max(READ_CHUNK));
+                self.buffer.resize(grown, 0);
             }
             let read = match self.inner.read(&mut self.buffer[self.end..]) {
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
