@@ -164,7 +164,7 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
             )?;
             return Ok(());
         }
-        Err(RecipeError::Data(message)) => bail!("{}: {message}", args.valid.display()),
+        Err(RecipeError::Data(message)) => bail!("{message}"),
         other => other.with_context(|| format!("training on {}", args.train.display()))?,
     };
     write(args, &trained)?;
