@@ -6,6 +6,8 @@ mod bert;
 use gemm as _;
 mod checkpoint;
 pub mod engine;
+#[cfg(feature = "report")]
+pub mod eval_report;
 pub mod evaluate;
 pub mod export;
 pub mod finetune;
