@@ -5,9 +5,12 @@
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, bail};
+use classifier::bench::{
+    BenchReport, ColdStart, median, millis, peak_rss_mib, time_batches, time_whole_input,
+};
 use classifier::{Classifier, InferenceOptions};
 use serde::{Deserialize, Serialize};
 
@@ -41,40 +44,6 @@ pub struct BenchArgs {
     pub cold_start_probe: bool,
 }
 
-/// One engine's results; the Python references print the same shape.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct BenchReport {
-    pub engine: String,
-    pub threads: usize,
-    pub texts: usize,
-    pub mean_chars: f64,
-    pub cold_start: ColdStart,
-    pub batches: Vec<BatchResult>,
-    /// Every text in one call, batched as the engine does on its own (Candle: sorted by
-    /// length, ≤ 64 texts and ≤ 4,096 tokens a batch; the references: sorted by length, ≤ 64
-    /// texts a batch, padded to the longest): median of three passes.
-    pub whole_input_tweets_per_s: f64,
-    pub peak_rss_mib: f64,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ColdStart {
-    /// Median wall time from spawning a process to its first prediction's exit.
-    pub median_ms: f64,
-    pub runs_ms: Vec<f64>,
-    /// Inside the process: loading the model, then the first prediction.
-    pub load_ms: f64,
-    pub first_prediction_ms: f64,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct BatchResult {
-    pub batch_size: usize,
-    pub tweets_per_s: f64,
-    pub p50_ms: f64,
-    pub p95_ms: f64,
-}
-
 #[derive(Debug, Serialize, Deserialize)]
 struct ProbeTimings {
     load_ms: f64,
@@ -102,31 +71,9 @@ pub fn bench(args: &BenchArgs) -> anyhow::Result<()> {
         if batch_size == 0 {
             bail!("batch sizes must be positive");
         }
-        classifier.predict(&refs[..batch_size.min(refs.len())])?;
-        let mut latencies = Vec::new();
-        let started = Instant::now();
-        for chunk in refs.chunks(batch_size) {
-            let call = Instant::now();
-            classifier.predict(chunk)?;
-            latencies.push(call.elapsed());
-        }
-        let total = started.elapsed();
-        batches.push(BatchResult {
-            batch_size,
-            tweets_per_s: refs.len() as f64 / total.as_secs_f64(),
-            p50_ms: percentile_ms(&mut latencies, 0.50),
-            p95_ms: percentile_ms(&mut latencies, 0.95),
-        });
+        batches.push(time_batches(&classifier, &refs, batch_size)?);
     }
-    classifier.predict(&refs)?;
-    let mut passes: Vec<f64> = (0..3)
-        .map(|_| {
-            let started = Instant::now();
-            classifier.predict(&refs)?;
-            Ok(refs.len() as f64 / started.elapsed().as_secs_f64())
-        })
-        .collect::<anyhow::Result<_>>()?;
-    passes.sort_by(f64::total_cmp);
+    let whole_input_tweets_per_s = time_whole_input(&classifier, &refs)?;
     let report = BenchReport {
         engine: format!("candle (tweetclf {})", env!("CARGO_PKG_VERSION")),
         threads: args.threads,
@@ -135,8 +82,8 @@ pub fn bench(args: &BenchArgs) -> anyhow::Result<()> {
             / refs.len() as f64,
         cold_start,
         batches,
-        whole_input_tweets_per_s: passes[1],
-        peak_rss_mib: peak_rss_mib()?,
+        whole_input_tweets_per_s,
+        peak_rss_mib: peak_rss_mib().context("no peak memory figure (VmHWM) on this system")?,
     };
     let mut stdout = std::io::stdout().lock();
     if args.json {
@@ -144,6 +91,10 @@ pub fn bench(args: &BenchArgs) -> anyhow::Result<()> {
         writeln!(stdout)?;
         return Ok(());
     }
+    print_table(&mut stdout, &report, &source)
+}
+
+fn print_table(stdout: &mut impl Write, report: &BenchReport, source: &str) -> anyhow::Result<()> {
     writeln!(
         stdout,
         "{} — {} threads, {} texts from {} (mean {:.0} chars)\n",
@@ -218,10 +169,8 @@ fn cold_start(args: &BenchArgs, model_dir: &Path) -> anyhow::Result<ColdStart> {
         );
     }
     let timings = last.context("at least one probe ran")?;
-    let mut sorted = runs.clone();
-    sorted.sort_by(f64::total_cmp);
     Ok(ColdStart {
-        median_ms: sorted[sorted.len() / 2],
+        median_ms: median(&mut runs.clone()),
         runs_ms: runs,
         load_ms: timings.load_ms,
         first_prediction_ms: timings.first_prediction_ms,
@@ -261,26 +210,4 @@ fn bench_texts(args: &BenchArgs) -> anyhow::Result<(Vec<String>, String)> {
     let wanted = args.texts.max(1);
     let sample: Vec<String> = texts.iter().cycle().take(wanted).cloned().collect();
     Ok((sample, path.display().to_string()))
-}
-
-fn percentile_ms(latencies: &mut [Duration], quantile: f64) -> f64 {
-    latencies.sort();
-    let index = ((latencies.len() as f64 - 1.0) * quantile).round() as usize;
-    latencies.get(index).map_or(0.0, |latency| millis(*latency))
-}
-
-fn millis(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1000.0
-}
-
-/// The process's peak resident set (Linux `VmHWM`).
-fn peak_rss_mib() -> anyhow::Result<f64> {
-    let status =
-        std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
-    let kib: f64 = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("no VmHWM in /proc/self/status")?;
-    Ok(kib / 1024.0)
 }

@@ -69,7 +69,7 @@ pub enum EvalReportError {
     Unreachable { label: String, target: Target },
     #[error("drawing a plot: {0}")]
     Plot(String),
-    #[error("writing {path}: {source}")]
+    #[error("writing {}", .path.display())]
     Write {
         path: PathBuf,
         source: std::io::Error,

@@ -1,6 +1,8 @@
 //! Text classification on CPU with Candle: a BERT encoder with a pooling + head on top,
 //! loaded once per process from a self-describing model directory. No Lambda, no AWS.
 
+#[cfg(feature = "bench")]
+pub mod bench;
 mod bert;
 // Linked for its `x86-v4` feature (AVX-512 kernels), which candle-core does not expose.
 use gemm as _;

@@ -5,6 +5,8 @@
 pub mod amazon_ml;
 #[cfg(feature = "backends")]
 pub mod backend;
+#[cfg(feature = "backfill")]
+pub mod backfill;
 pub mod batch;
 #[cfg(feature = "candle")]
 pub mod candle;
@@ -29,6 +31,7 @@ pub mod rebased;
 pub mod retract;
 #[cfg(feature = "s3")]
 pub mod s3;
+pub mod text_lines;
 
 #[cfg(feature = "predictions")]
 pub use classify::{ClassifyManifest, ClassifyObjectError, classify_object};
