@@ -812,6 +812,98 @@ fn eval_writes_metrics_report_plots_and_a_suggested_threshold() {
     assert!(output.status.success(), "{stderr}");
 }
 
+/// Reads a JSON Lines file into values.
+fn json_lines(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .expect("JSON Lines file")
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("one JSON value per line"))
+        .collect()
+}
+
+#[test]
+fn eval_errors_writes_examples_to_relabel_that_eval_reads_back() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("labelled.jsonl");
+    // The first example is labelled wrong on purpose: a confident mistake to find.
+    let jsonl: String = SENTIMENT_EXAMPLES
+        .iter()
+        .enumerate()
+        .map(|(index, (text, label))| {
+            let label = if index == 0 { "negative" } else { label };
+            format!("{{\"text\": \"{text}\", \"label\": \"{label}\"}}\n")
+        })
+        .collect();
+    std::fs::write(&data, jsonl).expect("write");
+    let out = dir.path().join("eval");
+    let eval = |input: &Path, out: &Path, errors: &str| {
+        run(&mut tweetclf(&[
+            "eval",
+            input.to_str().expect("UTF-8"),
+            "--out",
+            out.to_str().expect("UTF-8"),
+            "--errors",
+            errors,
+        ]))
+    };
+    let (output, stdout, stderr) = eval(&data, &out, "100");
+    assert!(output.status.success(), "{stderr}");
+    assert!(stdout.contains("for relabelling:"), "{stdout}");
+    let metrics = manifest(&out.join("metrics.json"));
+    let wrong = 8 - metrics["evaluation"]["correct"].as_u64().expect("correct");
+
+    let mistakes = json_lines(&out.join("mistakes.jsonl"));
+    assert_eq!(
+        mistakes.len() as u64,
+        wrong,
+        "every mistake, when N is large"
+    );
+    assert_eq!(metrics["review"]["mistakes"], wrong);
+    assert_eq!(
+        mistakes[0]["line"], 1,
+        "the mislabelled praise is the surest mistake"
+    );
+    assert_eq!(mistakes[0]["predicted"], serde_json::json!(["positive"]));
+    for mistake in &mistakes {
+        assert_ne!(
+            mistake["predicted"],
+            serde_json::json!([mistake["label"].clone()])
+        );
+    }
+    let uncertain = json_lines(&out.join("uncertain.jsonl"));
+    assert_eq!(uncertain.len(), 8, "every decision, when N is large");
+    let confidences = |lines: &[serde_json::Value]| -> Vec<f64> {
+        lines
+            .iter()
+            .map(|line| line["confidence"].as_f64().expect("confidence"))
+            .collect()
+    };
+    assert!(
+        confidences(&mistakes).is_sorted_by(|a, b| a >= b),
+        "surest mistakes first"
+    );
+    assert!(
+        confidences(&uncertain).is_sorted(),
+        "least sure decisions first"
+    );
+    let report = std::fs::read_to_string(out.join("report.md")).expect("report.md");
+    assert!(report.contains("## For relabelling"), "{report}");
+
+    // N bounds both files, and what they hold is labelled data eval (and train) read.
+    let (output, _, stderr) = eval(&data, &out, "2");
+    assert!(output.status.success(), "{stderr}");
+    assert_eq!(
+        json_lines(&out.join("mistakes.jsonl")).len(),
+        2.min(wrong as usize)
+    );
+    let two = json_lines(&out.join("uncertain.jsonl"));
+    assert_eq!(confidences(&two), confidences(&uncertain)[..2]);
+    let again = dir.path().join("again");
+    let (output, stdout, stderr) = eval(&out.join("uncertain.jsonl"), &again, "1");
+    assert!(output.status.success(), "{stderr}");
+    assert!(stdout.contains("on 2 examples"), "{stdout}");
+}
+
 #[test]
 fn eval_refuses_unknown_labels_and_incomplete_options() {
     let dir = tempfile::tempdir().expect("temp dir");

@@ -6,7 +6,9 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use classifier::eval_report::{Asked, EvalReport, EvalReportError, judge};
+use classifier::eval_report::{
+    Asked, EvalReport, EvalReportError, MISTAKES_FILE, Review, UNCERTAIN_FILE, judge,
+};
 use classifier::evaluate::{EvaluationError, Target};
 use classifier::model_dir::LABELS_FILE;
 use classifier::{Classifier, LabelsFile, ProblemType};
@@ -47,6 +49,10 @@ pub struct EvalArgs {
     /// `capability`, a data set's `source`); every example must have one.
     #[arg(long)]
     pub group_column: Option<String>,
+    /// Also write the N most confident mistakes (mistakes.jsonl) and the N least confident
+    /// decisions (uncertain.jsonl), as labelled lines ready to correct and train on.
+    #[arg(long, value_name = "N")]
+    pub errors: Option<usize>,
     /// Worker threads (default: every core).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -62,13 +68,16 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
     let (classifier, model_dir) = super::load_model(args.model.as_deref(), args.threads)?;
     let model = classifier.labels();
     check_labels(args, model)?;
-    let mut report = evaluate_file(args, input, &classifier, &model_dir, &asked)?;
+    let (mut report, review) = evaluate_file(args, input, &classifier, &model_dir, &asked)?;
     if let Some(suggestion) = &mut report.suggestion {
         suggestion.written_to_labels_json = args.write_threshold;
     }
-    report
-        .write(&args.out)
-        .with_context(|| format!("writing the report to {}", args.out.display()))?;
+    report.review = review.as_ref().map(Review::counts);
+    let writing = || format!("writing the report to {}", args.out.display());
+    report.write(&args.out).with_context(writing)?;
+    if let Some(review) = &review {
+        review.write(&args.out).with_context(writing)?;
+    }
     // Last, so a failed report never leaves a changed model behind.
     if let Some(suggestion) = report.suggestion.as_ref().filter(|_| args.write_threshold) {
         let updated = model
@@ -115,15 +124,15 @@ fn check_labels(args: &EvalArgs, model: &LabelsFile) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Classifies every example of `input` and computes the figures asked for; errors about an
-/// example name its line in the file.
+/// Classifies every example of `input` and computes the figures asked for, and the examples
+/// to relabel with `--errors`; errors about an example name its line in the file.
 fn evaluate_file(
     args: &EvalArgs,
     input: &Path,
     classifier: &Classifier,
     model_dir: &Path,
     asked: &Asked,
-) -> anyhow::Result<EvalReport> {
+) -> anyhow::Result<(EvalReport, Option<Review>)> {
     let model = classifier.labels();
     let columns = labelled::Columns {
         group: args.group_column.clone(),
@@ -152,8 +161,8 @@ fn evaluate_file(
         progress.set_position(done as u64);
     })?;
     progress.finish_and_clear();
-    EvalReport::compute(model, model_dir, input, &judged, groups.as_deref(), asked).map_err(
-        |error| match error {
+    let report = EvalReport::compute(model, model_dir, input, &judged, groups.as_deref(), asked)
+        .map_err(|error| match error {
             EvalReportError::Evaluation(EvaluationError::Example { index, problem }) => {
                 anyhow::anyhow!(
                     "{} line {}: {problem}",
@@ -164,8 +173,11 @@ fn evaluate_file(
             other => {
                 anyhow::Error::new(other).context(format!("evaluating on {}", input.display()))
             }
-        },
-    )
+        })?;
+    let review = args
+        .errors
+        .map(|count| Review::pick(model.problem_type, &set.examples, &judged, count));
+    Ok((report, review))
 }
 
 fn print_summary(args: &EvalArgs, report: &EvalReport, model_dir: &Path) -> anyhow::Result<()> {
@@ -215,6 +227,16 @@ fn print_summary(args: &EvalArgs, report: &EvalReport, model_dir: &Path) -> anyh
             } else {
                 String::new()
             }
+        )?;
+    }
+    if let Some(review) = &report.review {
+        writeln!(
+            stdout,
+            "for relabelling: {} most confident mistakes in {}, {} least confident decisions in {}",
+            review.mistakes,
+            args.out.join(MISTAKES_FILE).display(),
+            review.uncertain,
+            args.out.join(UNCERTAIN_FILE).display()
         )?;
     }
     writeln!(stdout, "report written to {}", args.out.display())?;

@@ -2,6 +2,7 @@
 //! heat map and a precision/recall-vs-threshold chart (SVG). Behind the `report` feature, so
 //! the Lambda functions never link the plotting library.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -13,7 +14,7 @@ use crate::Classifier;
 use crate::PredictError;
 use crate::evaluate::{
     BinaryAccuracy, Evaluation, EvaluationError, GroupEvaluation, Judged, Target, ThresholdPoint,
-    ThresholdSweep, binary_accuracy, evaluate, evaluate_groups, sweep,
+    ThresholdSweep, binary_accuracy, confidence, evaluate, evaluate_groups, pick_for_review, sweep,
 };
 use crate::labelled::Labelled;
 use crate::labels::{LabelsFile, ProblemType};
@@ -42,6 +43,8 @@ pub struct EvalReport {
     pub groups: Option<Vec<GroupEvaluation>>,
     pub sweep: Option<ThresholdSweep>,
     pub suggestion: Option<Suggestion>,
+    /// What `--errors N` wrote for relabelling, when asked.
+    pub review: Option<ReviewCounts>,
 }
 
 /// Which model was evaluated.
@@ -149,6 +152,7 @@ impl EvalReport {
                 .transpose()?,
             sweep,
             suggestion,
+            review: None,
         })
     }
 
@@ -178,6 +182,94 @@ impl EvalReport {
             ));
         }
         write(&out.join("report.md"), markdown(self, &plots).into_bytes())
+    }
+}
+
+/// The file of the most confident mistakes, for relabelling.
+pub const MISTAKES_FILE: &str = "mistakes.jsonl";
+/// The file of the least confident decisions, for labelling next.
+pub const UNCERTAIN_FILE: &str = "uncertain.jsonl";
+
+/// How many examples each review file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ReviewCounts {
+    pub mistakes: usize,
+    pub uncertain: usize,
+}
+
+/// One example to look at again: a line `train` and `eval` read back (`text`, then `label`,
+/// or `labels` for multi-label), with what the model decided and how sure it was.
+#[derive(Debug, Serialize)]
+pub struct ReviewLine {
+    pub text: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Vec<String>>,
+    pub predicted: Vec<String>,
+    pub confidence: f32,
+    pub scores: BTreeMap<String, f32>,
+    /// The example's line in the evaluated file.
+    pub line: u64,
+}
+
+/// The examples `--errors N` picks for relabelling.
+#[derive(Debug)]
+pub struct Review {
+    pub mistakes: Vec<ReviewLine>,
+    pub uncertain: Vec<ReviewLine>,
+}
+
+impl Review {
+    /// The `count` most confident mistakes and the `count` least confident decisions of
+    /// `judged` (in the order of `examples`).
+    pub fn pick(
+        problem_type: ProblemType,
+        examples: &[Labelled],
+        judged: &[Judged],
+        count: usize,
+    ) -> Self {
+        let picks = pick_for_review(problem_type, judged, count);
+        let line = |index: usize| {
+            let (example, judged) = (&examples[index], &judged[index]);
+            let single = problem_type == ProblemType::SingleLabel;
+            ReviewLine {
+                text: example.text.clone(),
+                label: single.then(|| example.labels.first().cloned()).flatten(),
+                labels: (!single).then(|| example.labels.clone()),
+                predicted: judged.predicted.labels.clone(),
+                confidence: confidence(problem_type, &judged.predicted),
+                scores: judged.predicted.scores.clone(),
+                line: example.line,
+            }
+        };
+        Self {
+            mistakes: picks.mistakes.into_iter().map(line).collect(),
+            uncertain: picks.uncertain.into_iter().map(line).collect(),
+        }
+    }
+
+    pub fn counts(&self) -> ReviewCounts {
+        ReviewCounts {
+            mistakes: self.mistakes.len(),
+            uncertain: self.uncertain.len(),
+        }
+    }
+
+    /// mistakes.jsonl and uncertain.jsonl under `out`.
+    pub fn write(&self, out: &Path) -> Result<(), EvalReportError> {
+        for (file, lines) in [
+            (MISTAKES_FILE, &self.mistakes),
+            (UNCERTAIN_FILE, &self.uncertain),
+        ] {
+            let mut bytes = Vec::new();
+            for line in lines {
+                serde_json::to_writer(&mut bytes, line).expect("a review line serializes");
+                bytes.push(b'\n');
+            }
+            write(&out.join(file), bytes)?;
+        }
+        Ok(())
     }
 }
 
@@ -270,6 +362,12 @@ fn markdown(report: &EvalReport, plots: &[(&str, &str)]) -> String {
             let _ = writeln!(out, "| **{label}** | {} |", cells.join(" | "));
         }
     }
+    follow_up_sections(&mut out, report, plots);
+    out
+}
+
+/// The suggested threshold, the files for relabelling and the plots.
+fn follow_up_sections(out: &mut String, report: &EvalReport, plots: &[(&str, &str)]) {
     if let Some(suggestion) = &report.suggestion {
         let _ = writeln!(
             out,
@@ -287,10 +385,16 @@ fn markdown(report: &EvalReport, plots: &[(&str, &str)]) -> String {
             }
         );
     }
+    if let Some(review) = &report.review {
+        let _ = writeln!(
+            out,
+            "\n## For relabelling\n\n`{MISTAKES_FILE}`: the {} most confident mistakes. `{UNCERTAIN_FILE}`: the {} least confident decisions. Each line is a labelled example (`text`, `label` or `labels`) with the model's decision, its confidence and scores: correct the label and add it to the training data.",
+            review.mistakes, review.uncertain
+        );
+    }
     for (title, file) in plots {
         let _ = writeln!(out, "\n## {title}\n\n![{title}]({file})");
     }
-    out
 }
 
 fn plot_error(error: impl std::fmt::Display) -> EvalReportError {

@@ -386,6 +386,86 @@ impl ThresholdSweep {
     }
 }
 
+/// Examples worth a second look before relabelling, as indices into the judged examples.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReviewPicks {
+    /// Wrong decisions, the most confident first: likely label errors in the data, or the
+    /// model's blind spots.
+    pub mistakes: Vec<usize>,
+    /// Every decision, the least confident first: where one more label teaches the most.
+    pub uncertain: Vec<usize>,
+}
+
+/// How sure the model was of its decision, from 0 to 1. Single-label: the decided label's
+/// probability. Multi-label: the least sure of its per-label yes/no decisions (`p` for a
+/// label it gave, `1 - p` for one it did not).
+pub fn confidence(problem_type: ProblemType, predicted: &Prediction) -> f32 {
+    let probability = |label: &str| predicted.scores.get(label).copied().unwrap_or(0.0);
+    match problem_type {
+        ProblemType::SingleLabel => predicted.label.as_deref().map_or(0.0, probability),
+        ProblemType::MultiLabel => decisions(predicted)
+            .map(|(_, sure)| sure)
+            .fold(1.0, f32::min),
+    }
+}
+
+/// Each label's yes/no decision and how sure it is (`p` for yes, `1 - p` for no).
+fn decisions(predicted: &Prediction) -> impl Iterator<Item = (&str, f32)> {
+    predicted.scores.iter().map(|(label, &p)| {
+        let given = predicted.labels.contains(label);
+        (label.as_str(), if given { p } else { 1.0 - p })
+    })
+}
+
+/// How sure the model was of a wrong decision; `None` when the decision is right.
+fn mistake_confidence(problem_type: ProblemType, example: &Judged) -> Option<f32> {
+    let mut actual: Vec<&String> = example.actual.iter().collect();
+    let mut predicted: Vec<&String> = example.predicted.labels.iter().collect();
+    actual.sort();
+    predicted.sort();
+    if actual == predicted {
+        return None;
+    }
+    Some(match problem_type {
+        ProblemType::SingleLabel => confidence(problem_type, &example.predicted),
+        ProblemType::MultiLabel => decisions(&example.predicted)
+            .filter(|(label, _)| {
+                example.actual.iter().any(|name| name == label)
+                    != example.predicted.labels.iter().any(|name| name == label)
+            })
+            .map(|(_, sure)| sure)
+            .fold(0.0, f32::max),
+    })
+}
+
+/// The `count` most confident mistakes and the `count` least confident decisions; ties keep
+/// the data's order.
+pub fn pick_for_review(problem_type: ProblemType, judged: &[Judged], count: usize) -> ReviewPicks {
+    let mut mistakes: Vec<(usize, f32)> = judged
+        .iter()
+        .enumerate()
+        .filter_map(|(index, example)| Some((index, mistake_confidence(problem_type, example)?)))
+        .collect();
+    mistakes.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let mut uncertain: Vec<(usize, f32)> = judged
+        .iter()
+        .enumerate()
+        .map(|(index, example)| (index, confidence(problem_type, &example.predicted)))
+        .collect();
+    uncertain.sort_by(|a, b| a.1.total_cmp(&b.1));
+    let first = |picked: Vec<(usize, f32)>| {
+        picked
+            .into_iter()
+            .take(count)
+            .map(|(index, _)| index)
+            .collect()
+    };
+    ReviewPicks {
+        mistakes: first(mistakes),
+        uncertain: first(uncertain),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -551,5 +631,47 @@ mod tests {
         let full = sweep.suggest(Target::Recall(1.0)).expect("reachable");
         assert!((full.threshold - 0.3).abs() < 1e-9, "{full:?}");
         assert!(sweep.suggest(Target::Precision(1.5)).is_none());
+    }
+
+    #[test]
+    fn review_picks_the_surest_mistakes_and_the_least_sure_decisions() {
+        let judged = vec![
+            judged("negative", "negative", [0.9, 0.05, 0.05]), // right, sure
+            judged("negative", "neutral", [0.3, 0.5, 0.2]),    // wrong at 0.5
+            judged("positive", "negative", [0.8, 0.1, 0.1]),   // wrong at 0.8
+            judged("neutral", "neutral", [0.3, 0.4, 0.3]),     // right at 0.4
+            judged("neutral", "positive", [0.1, 0.45, 0.45]),  // wrong at 0.45
+        ];
+        let picks = pick_for_review(ProblemType::SingleLabel, &judged, 2);
+        assert_eq!(picks.mistakes, [2, 1]);
+        assert_eq!(picks.uncertain, [3, 4]);
+        let all = pick_for_review(ProblemType::SingleLabel, &judged, 10);
+        assert_eq!(all.mistakes, [2, 1, 4]);
+        assert_eq!(all.uncertain, [3, 4, 1, 2, 0]);
+    }
+
+    #[test]
+    fn multi_label_review_weighs_each_yes_no_decision() {
+        let example = |actual: &[&str], given: &[&str], scores: [f32; 3]| Judged {
+            actual: actual.iter().map(|label| (*label).to_owned()).collect(),
+            predicted: Prediction {
+                label: given.first().map(|label| (*label).to_owned()),
+                score: 0.0,
+                labels: given.iter().map(|label| (*label).to_owned()).collect(),
+                scores: labels().into_iter().zip(scores).collect::<BTreeMap<_, _>>(),
+            },
+        };
+        let judged = vec![
+            // Right; its least sure decision: `neutral` not given at 0.4 (sure 0.6).
+            example(&["negative"], &["negative"], [0.9, 0.4, 0.1]),
+            // Missed `positive` at 0.2: a wrong "no" held with 0.8.
+            example(&["negative", "positive"], &["negative"], [0.7, 0.1, 0.2]),
+            // Gave `neutral` at 0.55 wrongly; sure of that at 0.55, and least sure overall.
+            example(&[], &["neutral"], [0.1, 0.55, 0.1]),
+        ];
+        assert!((confidence(ProblemType::MultiLabel, &judged[0].predicted) - 0.6).abs() < 1e-6);
+        let picks = pick_for_review(ProblemType::MultiLabel, &judged, 3);
+        assert_eq!(picks.mistakes, [1, 2]);
+        assert_eq!(picks.uncertain, [2, 0, 1]);
     }
 }
