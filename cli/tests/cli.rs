@@ -17,22 +17,13 @@ fn tweetclf(args: &[&str]) -> Command {
     command
 }
 
-/// `tweetclf train` over the bundled model's encoder, `extra` flags after the required ones.
+/// `tweetclf train` with no set-up (no `--base`: over the bundled model's encoder), `extra`
+/// flags after the required ones.
 fn train_command(train: &Path, valid: &Path, out: &Path, name: &str, extra: &[&str]) -> Command {
     let utf8 = |path: &Path| path.to_str().expect("UTF-8 path").to_owned();
     let (train, valid, out) = (utf8(train), utf8(valid), utf8(out));
     let mut args = vec![
-        "train",
-        "--train",
-        &train,
-        "--valid",
-        &valid,
-        "--base",
-        "models/sentiment",
-        "--out",
-        &out,
-        "--name",
-        name,
+        "train", "--train", &train, "--valid", &valid, "--out", &out, "--name", name,
     ];
     args.extend_from_slice(extra);
     tweetclf(&args)
@@ -483,8 +474,18 @@ fn train_writes_a_model_directory_that_classify_loads() {
     ));
     assert!(output.status.success(), "{stderr}");
     assert!(stdout.contains("trained mood (2 labels"), "{stdout}");
+    assert!(
+        stderr.contains("no --base: training over the encoder of the bundled model"),
+        "{stderr}"
+    );
     let labels = read_labels(&out);
     assert_eq!(labels["labels"], serde_json::json!(["happy", "unhappy"]));
+    let base = &labels["provenance"]["base_model"];
+    assert_eq!(base["encoder_of"]["name"], "sentiment", "{base}");
+    assert_eq!(
+        base["base_model"]["model"],
+        "intfloat/multilingual-e5-small"
+    );
     assert_eq!(labels["preprocessing"]["cleaning_version"], "clean-v2");
     // Lambda reads the packaged model as a user that does not own it.
     let mode = std::os::unix::fs::PermissionsExt::mode(
@@ -623,6 +624,24 @@ fn train_reads_multi_label_yes_no_columns() {
     assert_eq!(labels["problem_type"], "multi_label");
     assert_eq!(labels["labels"], serde_json::json!(["food", "water"]));
     assert_eq!(labels["provenance"]["training"]["class_weighting"], false);
+}
+
+#[test]
+fn train_with_a_missing_base_says_how_to_lay_one_out() {
+    let data = tempfile::tempdir().expect("temp dir");
+    mood_data(data.path());
+    let train = data.path().join("train.jsonl");
+    let mut command = train_command(&train, &train, &data.path().join("m"), "mood", &[]);
+    command.args(["--base", "models/no-such-base"]);
+    let (output, _, stderr) = run(&mut command);
+    assert!(!output.status.success());
+    for hint in [
+        "models/no-such-base does not exist",
+        "bash models/fetch-base-e5.sh",
+        "leave out --base",
+    ] {
+        assert!(stderr.contains(hint), "{hint}: {stderr}");
+    }
 }
 
 #[test]

@@ -4,7 +4,7 @@
 
 use std::io::Write;
 use std::ops::ControlFlow;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
@@ -41,9 +41,11 @@ pub struct TrainArgs {
     /// Labelled validation data, for early stopping and the recorded metrics.
     #[arg(long)]
     pub valid: PathBuf,
-    /// The base encoder directory (models/fetch-base.sh lays it out).
-    #[arg(long, default_value = "models/base")]
-    pub base: PathBuf,
+    /// The base encoder: a base directory (models/fetch-base-e5.sh, models/fetch-base.sh lay
+    /// them out) or any model directory, whose head is left behind (default: the bundled
+    /// model's encoder, so training needs no set-up).
+    #[arg(long)]
+    pub base: Option<PathBuf>,
     /// Where to write the model directory; an existing one is refused unless `--force`.
     #[arg(long)]
     pub out: PathBuf,
@@ -135,10 +137,11 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
             args.out.display()
         );
     }
+    let base = base_dir(args.base.as_deref())?;
     let columns = args.columns.columns();
     let train_set = labelled::read(&args.train, &columns)?;
     let valid_set = labelled::read(&args.valid, &columns)?;
-    let spec = spec(args);
+    let spec = spec(args, base);
     let multi_label = train_set.multi_label || valid_set.multi_label;
     let problem_type = if multi_label {
         ProblemType::MultiLabel
@@ -171,8 +174,31 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
     print_summary(args, &trained, started)
 }
 
+/// `--base`, which must exist, or the bundled model's encoder, said on the terminal.
+fn base_dir(base: Option<&Path>) -> anyhow::Result<PathBuf> {
+    match base {
+        Some(base) if base.is_dir() => Ok(base.to_path_buf()),
+        Some(base) => bail!(
+            "the base encoder {} does not exist: lay one out with `bash models/fetch-base-e5.sh` \
+             (multilingual-e5-small, into models/base-e5) or `bash models/fetch-base.sh` \
+             (all-MiniLM-L6-v2, into models/base), or leave out --base to start from the \
+             bundled model's encoder",
+            base.display()
+        ),
+        None => {
+            let bundled = pipeline::candle::bundled_model_dir();
+            eprintln!(
+                "no --base: training over the encoder of the bundled model in {} (its head is \
+                 left behind)",
+                bundled.display()
+            );
+            Ok(bundled)
+        }
+    }
+}
+
 /// The training recipe from the flags.
-fn spec(args: &TrainArgs) -> TrainSpec {
+fn spec(args: &TrainArgs, base: PathBuf) -> TrainSpec {
     let learning = match args.mode {
         Mode::Head => Learning::Head,
         Mode::Top => Learning::TopLayers(args.layers),
@@ -187,7 +213,7 @@ fn spec(args: &TrainArgs) -> TrainSpec {
         "trained_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     });
     TrainSpec {
-        base: args.base.clone(),
+        base,
         name: args.name.clone(),
         version: args.version.clone(),
         learning,

@@ -15,6 +15,7 @@ use tweets::{CleaningRule, CleaningVersion, EmojiMode};
 use crate::export::{ExportError, write_model_dir};
 use crate::finetune::{BaseModel, Checkpoints, FineTuning, Progress, TokenizedExamples};
 use crate::labels::{HeadSpec, LABELS_FORMAT_VERSION, Pooling, Preprocessing};
+use crate::model_dir::LABELS_FILE;
 use crate::train::{EpochReport, Examples, HeadTraining, SeededRng, TrainError, train_head};
 use crate::trainable_bert::Trainable;
 use crate::{InferenceOptions, LabelsFile, LoadError, ProblemType, TextEncoder};
@@ -295,13 +296,23 @@ fn provenance(
     serde_json::Value::Object(record)
 }
 
-/// What the base directory says it is (`SOURCE.json`, written by models/fetch-base.sh), else
-/// its path.
+/// What the base directory says it is: `SOURCE.json` (written by models/fetch-base*.sh), or
+/// for a trained model directory its name, version and own base; else its path.
 fn base_model_source(base: &Path) -> serde_json::Value {
-    std::fs::read(base.join("SOURCE.json"))
-        .ok()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .unwrap_or_else(|| json!(base.display().to_string()))
+    let read = |file: &str| -> Option<serde_json::Value> {
+        serde_json::from_slice(&std::fs::read(base.join(file)).ok()?).ok()
+    };
+    if let Some(source) = read("SOURCE.json") {
+        return source;
+    }
+    match read(LABELS_FILE) {
+        Some(labels) => json!({
+            "encoder_of": {"name": labels["name"], "version": labels["version"]},
+            "dir": base.display().to_string(),
+            "base_model": labels["provenance"]["base_model"],
+        }),
+        None => json!(base.display().to_string()),
+    }
 }
 
 fn head_only(
