@@ -475,6 +475,10 @@ fn train_writes_a_model_directory_that_classify_loads() {
     assert!(output.status.success(), "{stderr}");
     assert!(stdout.contains("trained mood (2 labels"), "{stdout}");
     assert!(
+        stdout.contains("note: validation has only"),
+        "a tiny validation set is called out: {stdout}"
+    );
+    assert!(
         stderr.contains("no --base: training over the encoder of the bundled model"),
         "{stderr}"
     );

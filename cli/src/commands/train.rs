@@ -286,6 +286,9 @@ fn print_summary(args: &TrainArgs, trained: &TrainedModel, started: Instant) -> 
         trained.best.valid_accuracy,
         args.out.display()
     )?;
+    if let Some(caveat) = trained.validation_caveat() {
+        writeln!(std::io::stdout().lock(), "note: {caveat}")?;
+    }
     Ok(())
 }
 

@@ -100,11 +100,30 @@ pub struct TrainedModel {
     /// How the model learned, in words ("fine-tuned: top 2 encoder layers and head").
     pub mode: String,
     pub train_examples: usize,
+    pub valid_examples: usize,
     tensors: HashMap<String, Tensor>,
     base: PathBuf,
 }
 
+/// Below this many validation examples, the validation figures (and the early stop that
+/// follows them) move by whole points with each example.
+const TRUSTED_VALIDATION: usize = 100;
+
 impl TrainedModel {
+    /// What to say when the validation set is too small for its figures to mean much.
+    pub fn validation_caveat(&self) -> Option<String> {
+        (self.valid_examples < TRUSTED_VALIDATION).then(|| {
+            format!(
+                "validation has only {} examples: each one moves accuracy by {:.1} points, so \
+                 these figures and the epoch chosen on them say little; hold out at least {} \
+                 labelled examples to trust them",
+                self.valid_examples,
+                100.0 / self.valid_examples.max(1) as f64,
+                TRUSTED_VALIDATION
+            )
+        })
+    }
+
     /// Writes the model directory: the base's encoder with the trained tensors, in f16.
     pub fn write(&self, out: &Path) -> Result<(), ExportError> {
         write_model_dir(&self.base, out, &self.tensors, &self.labels, DType::F16)
@@ -219,6 +238,7 @@ pub fn train_model(
         best: trained.best,
         mode: trained.mode,
         train_examples: data.train.len(),
+        valid_examples: data.valid.len(),
         tensors: trained.tensors,
         base: spec.base.clone(),
     })
@@ -315,6 +335,25 @@ fn base_model_source(base: &Path) -> serde_json::Value {
     }
 }
 
+/// A head takes at least this many optimizer steps by default: a small set makes one step an
+/// epoch, and 60 such epochs leave the head barely moved from its random start.
+const HEAD_MIN_STEPS: usize = 1_000;
+/// …within this many epochs (a head epoch over cached vectors costs milliseconds).
+const HEAD_MAX_EPOCHS: usize = 500;
+
+/// Default epochs and patience of head training for `examples` in batches of `batch_size`:
+/// 60 epochs and patience 8 on large sets; on small ones enough epochs for
+/// [`HEAD_MIN_STEPS`] steps, with patience an eighth of them (a tiny validation set's metric
+/// stays flat for long stretches while the head still improves).
+fn head_schedule(examples: usize, batch_size: usize) -> (usize, usize) {
+    let defaults = HeadTraining::default();
+    let steps_per_epoch = examples.div_ceil(batch_size.max(1)).max(1);
+    let epochs = HEAD_MIN_STEPS
+        .div_ceil(steps_per_epoch)
+        .clamp(defaults.epochs, HEAD_MAX_EPOCHS);
+    (epochs, defaults.patience.max(epochs / 8))
+}
+
 fn head_only(
     spec: &TrainSpec,
     encoder: &TextEncoder,
@@ -334,13 +373,15 @@ fn head_only(
     let valid_examples = embed(&data.valid, "embedding valid")?;
     let embedded = started.elapsed();
     let defaults = HeadTraining::default();
+    let batch_size = spec.batch_size.unwrap_or(defaults.batch_size);
+    let (epochs, patience) = head_schedule(data.train.len(), batch_size);
     let config = HeadTraining {
         problem_type: data.problem_type,
         hidden_size: spec.hidden_size,
-        epochs: spec.epochs.unwrap_or(defaults.epochs),
-        batch_size: spec.batch_size.unwrap_or(defaults.batch_size),
+        epochs: spec.epochs.unwrap_or(epochs),
+        batch_size,
         learning_rate: spec.learning_rate,
-        patience: spec.patience.unwrap_or(defaults.patience),
+        patience: spec.patience.unwrap_or(patience),
         class_weighting: spec.class_weighting,
         seed: spec.seed,
         ..defaults
@@ -482,4 +523,22 @@ fn in_chunks<T>(
         });
     }
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_sets_train_the_head_longer_and_more_patiently() {
+        // 8,000 examples: 125 steps an epoch; the defaults stand.
+        assert_eq!(head_schedule(8_000, 64), (60, 8));
+        // 2,000: 32 steps an epoch; 1,000 steps would be 32 epochs, under the floor of 60.
+        assert_eq!(head_schedule(2_000, 64), (60, 8));
+        // 300: 5 steps an epoch, 200 epochs, patience 25.
+        assert_eq!(head_schedule(300, 64), (200, 25));
+        // 60: one step an epoch; capped at 500 epochs, patience 62.
+        assert_eq!(head_schedule(60, 64), (500, 62));
+        assert_eq!(head_schedule(0, 0), (500, 62));
+    }
 }
