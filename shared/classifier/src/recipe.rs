@@ -105,8 +105,10 @@ pub struct TrainedModel {
     base: PathBuf,
 }
 
-/// Below this many validation examples, the validation figures (and the early stop that
-/// follows them) move by whole points with each example.
+/// Below this many validation examples, the validation figures move by whole points with each
+/// example: a head then runs its whole schedule and keeps the last epoch rather than the
+/// epoch that happened to score best (on 60 disaster messages, binary `aid_related`, 5 seeds:
+/// macro-F1 on 600 held-back messages 0.623 median vs 0.558 choosing by validation).
 const TRUSTED_VALIDATION: usize = 100;
 
 impl TrainedModel {
@@ -115,8 +117,8 @@ impl TrainedModel {
         (self.valid_examples < TRUSTED_VALIDATION).then(|| {
             format!(
                 "validation has only {} examples: each one moves accuracy by {:.1} points, so \
-                 these figures and the epoch chosen on them say little; hold out at least {} \
-                 labelled examples to trust them",
+                 these figures say little (a head keeps its last epoch rather than choosing by \
+                 them); hold out at least {} labelled examples to trust them",
                 self.valid_examples,
                 100.0 / self.valid_examples.max(1) as f64,
                 TRUSTED_VALIDATION
@@ -382,6 +384,7 @@ fn head_only(
         batch_size,
         learning_rate: spec.learning_rate,
         patience: spec.patience.unwrap_or(patience),
+        select_on_validation: data.valid.len() >= TRUSTED_VALIDATION,
         class_weighting: spec.class_weighting,
         seed: spec.seed,
         ..defaults

@@ -43,6 +43,9 @@ pub struct HeadTraining {
     pub class_weighting: bool,
     /// Stop after this many epochs without a better validation metric.
     pub patience: usize,
+    /// Keep the epoch with the best validation metric (and stop early); when false, run every
+    /// epoch and keep the last — for a validation set too small to choose by.
+    pub select_on_validation: bool,
     pub seed: u64,
 }
 
@@ -58,6 +61,7 @@ impl Default for HeadTraining {
             warmup_share: 0.05,
             class_weighting: true,
             patience: 8,
+            select_on_validation: true,
             seed: 42,
         }
     }
@@ -297,9 +301,10 @@ pub fn train_head(
         };
         on_epoch(&report);
         history.push(report);
-        let improved = best
-            .as_ref()
-            .is_none_or(|(best, _)| report.valid_metric > best.valid_metric);
+        let improved = !config.select_on_validation
+            || best
+                .as_ref()
+                .is_none_or(|(best, _)| report.valid_metric > best.valid_metric);
         if improved {
             best = Some((report, snapshot(&vars)?));
         } else if best
@@ -582,6 +587,29 @@ mod tests {
         )
         .expect("trains");
         assert!(trained.best.valid_metric > 0.95, "{:?}", trained.best);
+    }
+
+    #[test]
+    fn without_selection_every_epoch_runs_and_the_last_is_kept() {
+        let mut rng = SeededRng::new(4);
+        let (train, valid) = (clusters(60, &mut rng), clusters(12, &mut rng));
+        let selecting = HeadTraining {
+            epochs: 40,
+            patience: 2,
+            ..quick(ProblemType::SingleLabel, None)
+        };
+        let chosen = train_head(&train, &valid, &selecting, |_| {}).expect("trains");
+        assert!(
+            chosen.history.len() < 40,
+            "a 12-example validation set plateaus and stops training early"
+        );
+        let config = HeadTraining {
+            select_on_validation: false,
+            ..selecting
+        };
+        let trained = train_head(&train, &valid, &config, |_| {}).expect("trains");
+        assert_eq!(trained.history.len(), 40, "no early stop");
+        assert_eq!(trained.best.epoch, 40, "the last epoch is kept");
     }
 
     #[test]
