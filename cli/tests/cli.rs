@@ -630,6 +630,73 @@ fn train_reads_multi_label_yes_no_columns() {
     assert_eq!(labels["provenance"]["training"]["class_weighting"], false);
 }
 
+/// A yes/no-column set: `food` on `food` rows, `water` on `water` rows, neither on the rest.
+fn aid_csv(path: &Path, food: usize, water: usize, neither: usize) {
+    let mut csv = String::from("message,food,water\n");
+    for row in 0..food {
+        csv.push_str(&format!("we need food and rice for {row} families,1,0\n"));
+    }
+    for row in 0..water {
+        csv.push_str(&format!("no clean water in block {row},0,1\n"));
+    }
+    for row in 0..neither {
+        csv.push_str(&format!("the match starts at {row} pm,0,0\n"));
+    }
+    std::fs::write(path, csv).expect("write");
+}
+
+#[test]
+fn multi_label_train_tunes_thresholds_on_validation_and_eval_reports_both() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let (train, valid) = (data.path().join("train.csv"), data.path().join("valid.csv"));
+    aid_csv(&train, 12, 12, 12);
+    // `water` has 3 validation positives, under the floor of 10: it keeps 0.5.
+    aid_csv(&valid, 12, 3, 10);
+    let out = data.path().join("model");
+    let flags = ["--text-column", "message", "--label-columns", "food,water"];
+    let (output, stdout, stderr) = run(&mut train_command(&train, &valid, &out, "aid", &flags));
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("thresholds tuned on validation for 1 of 2 labels"),
+        "{stdout}"
+    );
+    let labels = read_labels(&out);
+    let thresholds = labels["thresholds"].as_object().expect("thresholds");
+    assert_eq!(thresholds.keys().collect::<Vec<_>>(), ["food"]);
+    let food = thresholds["food"].as_f64().expect("a number");
+    assert!((0.05..=0.95).contains(&food), "{food}");
+    let record = &labels["metrics"]["validation_thresholds"];
+    assert_eq!(record["labels"][1]["positives"], 3);
+    assert!(record["labels"][1]["threshold"].is_null(), "{record}");
+    let (tuned, at_default) = (
+        &record["tuned"]["micro_f1"],
+        &record["at_default"]["micro_f1"],
+    );
+    assert!(tuned.as_f64() >= at_default.as_f64(), "{record}");
+
+    let report = data.path().join("eval");
+    let (output, stdout, stderr) = run(&mut tweetclf(&[
+        "eval",
+        "--input",
+        valid.to_str().expect("UTF-8"),
+        "--model",
+        out.to_str().expect("UTF-8"),
+        "--out",
+        report.to_str().expect("UTF-8"),
+        "--text-column",
+        "message",
+        "--label-columns",
+        "food,water",
+    ]));
+    assert!(output.status.success(), "{stderr}");
+    assert!(stdout.contains("with every label at 0.5"), "{stdout}");
+    let metrics = manifest(&report.join("metrics.json"));
+    // Evaluated on the validation set itself, the figures are training's own.
+    let micro = |figures: &serde_json::Value| figures["micro_f1"].as_f64().expect("micro-F1");
+    assert!((micro(&metrics["evaluation"]) - micro(&record["tuned"])).abs() < 1e-6);
+    assert!((micro(&metrics["at_default_thresholds"]) - micro(&record["at_default"])).abs() < 1e-6);
+}
+
 #[test]
 fn train_with_a_missing_base_says_how_to_lay_one_out() {
     let data = tempfile::tempdir().expect("temp dir");

@@ -193,6 +193,14 @@ fn print_summary(args: &EvalArgs, report: &EvalReport, model_dir: &Path) -> anyh
         evaluation.macro_f1,
         evaluation.micro_f1
     )?;
+    if let Some(default) = &report.at_default_thresholds {
+        writeln!(
+            stdout,
+            "with every label at 0.5 instead of the model's tuned thresholds: accuracy {:.4}, \
+             macro-F1 {:.4}, micro-F1 {:.4}",
+            default.accuracy, default.macro_f1, default.micro_f1
+        )?;
+    }
     if let Some(binary) = &report.binary {
         writeln!(
             stdout,

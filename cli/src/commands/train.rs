@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use classifier::ProblemType;
+use classifier::evaluate::{MIN_POSITIVES_TO_TUNE, TunedThreshold};
 use classifier::finetune::{Checkpoints, Progress};
 use classifier::recipe::{
     Example, Learning, RecipeError, TrainEvent, TrainSpec, TrainedModel, train_model,
@@ -156,9 +157,9 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
         multi_label,
         |event| shown.event(event),
     );
-    shown.finish();
-    let trained = match outcome {
+    let mut trained = match outcome {
         Err(RecipeError::Train(TrainError::Stopped { epoch })) => {
+            shown.finish();
             writeln!(
                 std::io::stdout().lock(),
                 "stopped after epoch {epoch} as asked; its checkpoint is in {}: run the same \
@@ -167,11 +168,17 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
             )?;
             return Ok(());
         }
-        Err(RecipeError::Data(message)) => bail!("{message}"),
+        Err(RecipeError::Data(message)) => {
+            shown.finish();
+            bail!("{message}")
+        }
         other => other.with_context(|| format!("training on {}", args.train.display()))?,
     };
-    write(args, &trained)?;
-    print_summary(args, &trained, started)
+    let tuned = write(args, &mut trained, &mut shown);
+    shown.finish();
+    let tuned = tuned?;
+    print_summary(args, &trained, started)?;
+    print_thresholds(&trained, &tuned)
 }
 
 /// `--base`, which must exist, or the bundled model's encoder, said on the terminal.
@@ -252,21 +259,27 @@ fn examples(set: &LabelledSet) -> Vec<Example<'_>> {
 
 /// Writes the model directory, replacing an old one (`--force`) whole, and removes the
 /// checkpoints it no longer needs.
-fn write(args: &TrainArgs, trained: &TrainedModel) -> anyhow::Result<()> {
+fn write(
+    args: &TrainArgs,
+    trained: &mut TrainedModel,
+    shown: &mut Shown,
+) -> anyhow::Result<Vec<TunedThreshold>> {
     if args.out.exists() {
         // --force: nothing of the old model (its card, a threshold) may outlive it.
         std::fs::remove_dir_all(&args.out)
             .with_context(|| format!("removing the old model at {}", args.out.display()))?;
     }
-    trained
-        .write(&args.out)
+    let tuned = trained
+        .write(&args.out, |event| {
+            let _ = shown.event(event);
+        })
         .with_context(|| format!("writing the model to {}", args.out.display()))?;
     let checkpoints = checkpoint_dir(args);
     if args.mode != Mode::Head && checkpoints.exists() {
         std::fs::remove_dir_all(&checkpoints)
             .with_context(|| format!("removing {}", checkpoints.display()))?;
     }
-    Ok(())
+    Ok(tuned)
 }
 
 fn print_summary(args: &TrainArgs, trained: &TrainedModel, started: Instant) -> anyhow::Result<()> {
@@ -289,6 +302,32 @@ fn print_summary(args: &TrainArgs, trained: &TrainedModel, started: Instant) -> 
     if let Some(caveat) = trained.validation_caveat() {
         writeln!(std::io::stdout().lock(), "note: {caveat}")?;
     }
+    Ok(())
+}
+
+/// What tuning the thresholds bought on validation, in one line.
+fn print_thresholds(trained: &TrainedModel, tuned: &[TunedThreshold]) -> anyhow::Result<()> {
+    let record = &trained.labels.metrics["validation_thresholds"];
+    if tuned.is_empty() || record.is_null() {
+        return Ok(());
+    }
+    let chosen = tuned
+        .iter()
+        .filter(|label| label.threshold.is_some())
+        .count();
+    let figure = |at: &str, metric: &str| record[at][metric].as_f64().unwrap_or(f64::NAN);
+    writeln!(
+        std::io::stdout().lock(),
+        "thresholds tuned on validation for {chosen} of {} labels (the others have under {} \
+         positives and keep {}): micro-F1 {:.4} → {:.4}, macro-F1 {:.4} → {:.4} (in labels.json)",
+        tuned.len(),
+        MIN_POSITIVES_TO_TUNE,
+        trained.labels.problem_type.default_threshold(),
+        figure("at_default", "micro_f1"),
+        figure("tuned", "micro_f1"),
+        figure("at_default", "macro_f1"),
+        figure("tuned", "macro_f1"),
+    )?;
     Ok(())
 }
 

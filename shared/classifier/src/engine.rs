@@ -444,6 +444,12 @@ pub fn decide(labels: &LabelsFile, logits: &[f32]) -> Prediction {
         ProblemType::SingleLabel => softmax(logits),
         ProblemType::MultiLabel => logits.iter().map(|logit| sigmoid(*logit)).collect(),
     };
+    decide_probabilities(labels, probabilities)
+}
+
+/// [`decide`] from the labels' probabilities (in `labels.labels` order): how a prediction's
+/// scores are decided again under other thresholds.
+pub fn decide_probabilities(labels: &LabelsFile, probabilities: Vec<f32>) -> Prediction {
     let most_probable = argmax(&probabilities);
     let passing: Vec<usize> = (0..probabilities.len())
         .filter(|index| probabilities[*index] >= labels.threshold(*index))

@@ -14,7 +14,8 @@ use crate::Classifier;
 use crate::PredictError;
 use crate::evaluate::{
     BinaryAccuracy, Evaluation, EvaluationError, GroupEvaluation, Judged, Target, ThresholdPoint,
-    ThresholdSweep, binary_accuracy, confidence, evaluate, evaluate_groups, pick_for_review, sweep,
+    ThresholdSweep, binary_accuracy, confidence, decided_with, evaluate, evaluate_groups,
+    pick_for_review, sweep,
 };
 use crate::labelled::Labelled;
 use crate::labels::{LabelsFile, ProblemType};
@@ -39,6 +40,9 @@ pub struct EvalReport {
     pub model: ModelId,
     pub input: String,
     pub evaluation: Evaluation,
+    /// A multi-label model with thresholds of its own: the same texts decided with every label
+    /// at the default threshold (0.5), to show what its tuned thresholds buy.
+    pub at_default_thresholds: Option<Evaluation>,
     pub binary: Option<BinaryAccuracy>,
     pub groups: Option<Vec<GroupEvaluation>>,
     pub sweep: Option<ThresholdSweep>,
@@ -142,6 +146,7 @@ impl EvalReport {
             },
             input: input.display().to_string(),
             evaluation: evaluate(labels, problem_type, judged)?,
+            at_default_thresholds: at_default_thresholds(model, judged)?,
             binary: asked
                 .binary
                 .as_ref()
@@ -183,6 +188,26 @@ impl EvalReport {
         }
         write(&out.join("report.md"), markdown(self, &plots).into_bytes())
     }
+}
+
+/// See [`EvalReport::at_default_thresholds`].
+fn at_default_thresholds(
+    model: &LabelsFile,
+    judged: &[Judged],
+) -> Result<Option<Evaluation>, EvaluationError> {
+    if model.problem_type != ProblemType::MultiLabel || model.thresholds.is_empty() {
+        return Ok(None);
+    }
+    let defaults = LabelsFile {
+        thresholds: Default::default(),
+        ..model.clone()
+    };
+    evaluate(
+        &model.labels,
+        model.problem_type,
+        &decided_with(&defaults, judged),
+    )
+    .map(Some)
 }
 
 /// The file of the most confident mistakes, for relabelling.
@@ -307,6 +332,15 @@ fn markdown(report: &EvalReport, plots: &[(&str, &str)]) -> String {
         percent(evaluation.macro_f1),
         percent(evaluation.micro_f1)
     );
+    if let Some(default) = &report.at_default_thresholds {
+        let _ = writeln!(
+            out,
+            "| macro-F1 with every label at 0.5 instead of its tuned threshold | {} |\n| micro-F1 with every label at 0.5 | {} |\n| accuracy with every label at 0.5 | {} |",
+            percent(default.macro_f1),
+            percent(default.micro_f1),
+            percent(default.accuracy)
+        );
+    }
     if let Some(binary) = &report.binary {
         let _ = writeln!(
             out,

@@ -6,7 +6,8 @@
 use serde::Serialize;
 use tweets::Prediction;
 
-use crate::labels::ProblemType;
+use crate::engine::decide_probabilities;
+use crate::labels::{LabelsFile, ProblemType};
 
 /// One evaluated example: its true labels and what the model decided.
 #[derive(Debug, Clone)]
@@ -338,7 +339,7 @@ pub fn sweep(judged: &[Judged], label: &str) -> Result<ThresholdSweep, Evaluatio
                 }
                 .at(index)
             })?;
-        scored.push((f64::from(score), example.actual.iter().any(|l| l == label)));
+        scored.push((score, example.actual.iter().any(|l| l == label)));
     }
     let positives = scored.iter().filter(|(_, positive)| *positive).count();
     let points = (0..=SWEEP_STEPS)
@@ -346,7 +347,8 @@ pub fn sweep(judged: &[Judged], label: &str) -> Result<ThresholdSweep, Evaluatio
             let threshold = step as f64 / SWEEP_STEPS as f64;
             let (mut predicted, mut hits) = (0, 0);
             for (score, positive) in &scored {
-                if *score >= threshold {
+                // In f32, as `labels.json` stores a threshold and inference compares it.
+                if *score >= threshold as f32 {
                     predicted += 1;
                     hits += usize::from(*positive);
                 }
@@ -384,6 +386,87 @@ impl ThresholdSweep {
                 .find(|point| point.recall >= wanted),
         }
     }
+}
+
+/// A label with fewer validation positives than this keeps its default threshold: a handful
+/// of positives would pick a threshold by chance.
+pub const MIN_POSITIVES_TO_TUNE: usize = 10;
+/// Tuned thresholds stay within this range, so no label is predicted for (almost) every text
+/// or for (almost) none.
+pub const TUNED_RANGE: std::ops::RangeInclusive<f32> = 0.05..=0.95;
+
+/// One label's decision threshold as chosen on validation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TunedThreshold {
+    pub label: String,
+    pub positives: usize,
+    /// `None`: too few positives to choose by, the default stays.
+    pub threshold: Option<f32>,
+    pub f1_at_default: f64,
+    /// The label's F1 at the chosen threshold (at the default when none was chosen).
+    pub f1_tuned: f64,
+}
+
+/// Each multi-label label's threshold that maximises its F1 on `judged` (a validation set's
+/// decisions with their scores), on the 0.01 grid within [`TUNED_RANGE`]; ties go to the
+/// threshold nearest `default`. Labels with fewer than `min_positives` positives keep
+/// `default`.
+pub fn tune_thresholds(
+    labels: &[String],
+    judged: &[Judged],
+    default: f32,
+    min_positives: usize,
+) -> Result<Vec<TunedThreshold>, EvaluationError> {
+    labels
+        .iter()
+        .map(|label| {
+            let sweep = sweep(judged, label)?;
+            let distance = |point: &ThresholdPoint| (point.threshold - f64::from(default)).abs();
+            let f1_at_default = sweep
+                .points
+                .iter()
+                .min_by(|a, b| distance(a).total_cmp(&distance(b)))
+                .map_or(0.0, |point| point.f1);
+            let best = (sweep.positives >= min_positives)
+                .then(|| {
+                    sweep
+                        .points
+                        .iter()
+                        .filter(|point| TUNED_RANGE.contains(&(point.threshold as f32)))
+                        .min_by(|a, b| {
+                            b.f1.total_cmp(&a.f1)
+                                .then(distance(a).total_cmp(&distance(b)))
+                        })
+                })
+                .flatten();
+            Ok(TunedThreshold {
+                label: label.clone(),
+                positives: sweep.positives,
+                threshold: best.map(|point| point.threshold as f32),
+                f1_at_default,
+                f1_tuned: best.map_or(f1_at_default, |point| point.f1),
+            })
+        })
+        .collect()
+}
+
+/// `judged` decided again from the scores each prediction carries, under `labels`'
+/// thresholds: figures at the default thresholds beside the tuned ones.
+pub fn decided_with(labels: &LabelsFile, judged: &[Judged]) -> Vec<Judged> {
+    judged
+        .iter()
+        .map(|example| {
+            let probabilities = labels
+                .labels
+                .iter()
+                .map(|label| example.predicted.scores.get(label).copied().unwrap_or(0.0))
+                .collect();
+            Judged {
+                actual: example.actual.clone(),
+                predicted: decide_probabilities(labels, probabilities),
+            }
+        })
+        .collect()
 }
 
 /// Examples worth a second look before relabelling, as indices into the judged examples.
@@ -571,6 +654,102 @@ mod tests {
             (help.true_positives, help.predicted, help.support),
             (1, 2, 2)
         );
+    }
+
+    /// Six multi-label validation examples: `help` on the first three, `fire` on the first only.
+    fn validation() -> Vec<Judged> {
+        let help = [0.3, 0.4, 0.8, 0.1, 0.35, 0.6];
+        let fire = [0.9, 0.2, 0.1, 0.1, 0.1, 0.7];
+        (0..6)
+            .map(|row| {
+                let mut actual = Vec::new();
+                if row == 0 {
+                    actual.push("fire".to_owned());
+                }
+                if row < 3 {
+                    actual.push("help".to_owned());
+                }
+                Judged {
+                    actual,
+                    predicted: Prediction {
+                        label: None,
+                        score: 0.0,
+                        labels: Vec::new(),
+                        scores: BTreeMap::from([
+                            ("fire".to_owned(), fire[row]),
+                            ("help".to_owned(), help[row]),
+                        ]),
+                    },
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn thresholds_are_tuned_to_each_labels_best_f1_nearest_the_default() {
+        let names = ["fire", "help"].map(str::to_owned);
+        let tuned = tune_thresholds(&names, &validation(), 0.5, 3).expect("ok");
+        // help: positives 0.3, 0.4, 0.8; negatives 0.1, 0.35, 0.6.
+        //   at 0.50: TP 1 (0.8), FP 1 (0.6), FN 2 → F1 2/(2+1+2) = 0.4
+        //   at 0.11…0.30: TP 3, FP 2 (0.35, 0.6) → F1 6/8 = 0.75, the best; 0.30 is nearest 0.5
+        //   at 0.31…0.35: TP 2, FP 2 → 0.571; at 0.36…0.40: TP 2, FP 1 → 0.667
+        let help = &tuned[1];
+        assert_eq!((help.label.as_str(), help.positives), ("help", 3));
+        assert_eq!(help.threshold, Some(0.3));
+        assert!((help.f1_at_default - 0.4).abs() < 1e-12, "{help:?}");
+        assert!((help.f1_tuned - 0.75).abs() < 1e-12, "{help:?}");
+        // fire has one positive, under the floor of 3: it keeps the default.
+        let fire = &tuned[0];
+        assert_eq!((fire.positives, fire.threshold), (1, None));
+        // at 0.5: TP 1 (0.9), FP 1 (0.7) → F1 2/3
+        assert!((fire.f1_at_default - 2.0 / 3.0).abs() < 1e-12, "{fire:?}");
+        assert_eq!(fire.f1_tuned, fire.f1_at_default);
+    }
+
+    #[test]
+    fn tuned_thresholds_stay_inside_the_allowed_range() {
+        let with_help = |scores: [f32; 6]| {
+            let mut judged = validation();
+            for (example, score) in judged.iter_mut().zip(scores) {
+                example.predicted.scores.insert("help".to_owned(), score);
+            }
+            tune_thresholds(&["help".to_owned()], &judged, 0.5, 1).expect("ok")
+        };
+        // Positives 0.06–0.08, negatives ≤ 0.02: F1 is 1 from 0.03 to 0.06; of those only
+        // 0.05 and 0.06 are allowed, and 0.06 is nearer the default.
+        let tuned = with_help([0.06, 0.07, 0.08, 0.01, 0.02, 0.01]);
+        assert_eq!(tuned[0].threshold, Some(0.06));
+        assert_eq!(tuned[0].f1_tuned, 1.0);
+        // Every positive under 0.05: no allowed threshold finds one, so all tie at F1 0 and
+        // the default stays.
+        let tuned = with_help([0.03, 0.04, 0.045, 0.01, 0.02, 0.01]);
+        assert_eq!(tuned[0].threshold, Some(0.5));
+        assert_eq!(tuned[0].f1_tuned, 0.0);
+    }
+
+    #[test]
+    fn decisions_are_redone_from_the_scores_under_other_thresholds() {
+        let mut model = crate::labels::tests::sample();
+        model.labels = ["fire", "help"].map(str::to_owned).to_vec();
+        model.problem_type = ProblemType::MultiLabel;
+        let redone = decided_with(&model, &validation());
+        assert_eq!(redone[0].predicted.labels, ["fire"]);
+        assert_eq!(redone[2].predicted.labels, ["help"]);
+        // Both pass on the last row: the more probable first.
+        assert_eq!(redone[5].predicted.labels, ["fire", "help"]);
+        assert_eq!(redone[5].predicted.label.as_deref(), Some("fire"));
+        assert_eq!(redone[1].predicted.label, None);
+        assert_eq!(redone[1].predicted.score, 0.4);
+        // help at its tuned 0.3 (see above): rows 0, 1, 2, 4 and 5, F1 0.75.
+        let tuned = model.with_threshold("help", 0.3).expect("valid");
+        let evaluation = evaluate(
+            &tuned.labels,
+            ProblemType::MultiLabel,
+            &decided_with(&tuned, &validation()),
+        )
+        .expect("ok");
+        assert_eq!(evaluation.per_label[1].predicted, 5);
+        assert!((evaluation.per_label[1].f1 - 0.75).abs() < 1e-12);
     }
 
     #[test]

@@ -12,13 +12,17 @@ use candle_core::{DType, Tensor};
 use serde_json::json;
 use tweets::{CleaningRule, CleaningVersion, EmojiMode};
 
+use crate::evaluate::{
+    EvaluationError, Judged, MIN_POSITIVES_TO_TUNE, TunedThreshold, decided_with, evaluate,
+    tune_thresholds,
+};
 use crate::export::{ExportError, write_model_dir};
 use crate::finetune::{BaseModel, Checkpoints, FineTuning, Progress, TokenizedExamples};
 use crate::labels::{HeadSpec, LABELS_FORMAT_VERSION, Pooling, Preprocessing};
 use crate::model_dir::LABELS_FILE;
 use crate::train::{EpochReport, Examples, HeadTraining, SeededRng, TrainError, train_head};
 use crate::trainable_bert::Trainable;
-use crate::{InferenceOptions, LabelsFile, LoadError, ProblemType, TextEncoder};
+use crate::{Classifier, InferenceOptions, LabelsFile, LoadError, ProblemType, TextEncoder};
 
 /// Texts embedded or tokenized between two progress events.
 const CHUNK: usize = 256;
@@ -103,6 +107,9 @@ pub struct TrainedModel {
     pub valid_examples: usize,
     tensors: HashMap<String, Tensor>,
     base: PathBuf,
+    /// A multi-label model's validation texts and labels, kept to tune its thresholds on
+    /// once written (empty for single-label).
+    threshold_examples: Vec<(String, Vec<String>)>,
 }
 
 /// Below this many validation examples, the validation figures move by whole points with each
@@ -126,10 +133,92 @@ impl TrainedModel {
         })
     }
 
-    /// Writes the model directory: the base's encoder with the trained tensors, in f16.
-    pub fn write(&self, out: &Path) -> Result<(), ExportError> {
-        write_model_dir(&self.base, out, &self.tensors, &self.labels, DType::F16)
+    /// Writes the model directory: the base's encoder with the trained tensors, in f16. A
+    /// multi-label model then classifies its validation set through the written directory
+    /// (the f16 weights inference runs) and records each label's tuned threshold in
+    /// `labels.json` ([`tune_thresholds`]); what was tuned is returned.
+    pub fn write(
+        &mut self,
+        out: &Path,
+        mut on_event: impl FnMut(TrainEvent<'_>),
+    ) -> Result<Vec<TunedThreshold>, WriteError> {
+        write_model_dir(&self.base, out, &self.tensors, &self.labels, DType::F16)?;
+        if self.threshold_examples.is_empty() {
+            return Ok(Vec::new());
+        }
+        let judged = self.judge_validation(out, &mut on_event)?;
+        let tuned = tune_thresholds(
+            &self.labels.labels,
+            &judged,
+            self.labels.problem_type.default_threshold(),
+            MIN_POSITIVES_TO_TUNE,
+        )?;
+        for choice in &tuned {
+            if let Some(threshold) = choice.threshold {
+                self.labels
+                    .thresholds
+                    .insert(choice.label.clone(), threshold);
+            }
+        }
+        let at_default = evaluate(&self.labels.labels, self.labels.problem_type, &judged)?;
+        let at_tuned = evaluate(
+            &self.labels.labels,
+            self.labels.problem_type,
+            &decided_with(&self.labels, &judged),
+        )?;
+        self.labels.metrics["validation_thresholds"] = json!({
+            "min_positives": MIN_POSITIVES_TO_TUNE,
+            "at_default": {"micro_f1": at_default.micro_f1, "macro_f1": at_default.macro_f1},
+            "tuned": {"micro_f1": at_tuned.micro_f1, "macro_f1": at_tuned.macro_f1},
+            "labels": tuned,
+        });
+        self.labels.write(out).map_err(WriteError::Labels)?;
+        Ok(tuned)
     }
+
+    /// The written model's decisions (at its default thresholds) on the validation set.
+    fn judge_validation(
+        &self,
+        out: &Path,
+        on_event: &mut impl FnMut(TrainEvent<'_>),
+    ) -> Result<Vec<Judged>, WriteError> {
+        let classifier = Classifier::load(out, InferenceOptions::default())?;
+        let mut judged = Vec::with_capacity(self.threshold_examples.len());
+        for chunk in self.threshold_examples.chunks(CHUNK) {
+            let texts: Vec<&str> = chunk.iter().map(|(text, _)| text.as_str()).collect();
+            let (predictions, _) = classifier.predict(&texts)?;
+            judged.extend(
+                chunk
+                    .iter()
+                    .zip(predictions)
+                    .map(|((_, labels), predicted)| Judged {
+                        actual: labels.clone(),
+                        predicted,
+                    }),
+            );
+            on_event(TrainEvent::Texts {
+                phase: "tuning thresholds on valid",
+                done: judged.len(),
+                total: self.threshold_examples.len(),
+            });
+        }
+        Ok(judged)
+    }
+}
+
+/// Why a trained model could not be written whole.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error(transparent)]
+    Export(#[from] ExportError),
+    #[error("loading the written model to tune its thresholds")]
+    Load(#[from] LoadError),
+    #[error("classifying the validation set to tune thresholds")]
+    Predict(#[from] crate::PredictError),
+    #[error("tuning thresholds")]
+    Evaluation(#[from] EvaluationError),
+    #[error("writing the tuned thresholds to labels.json")]
+    Labels(#[source] std::io::Error),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -243,6 +332,14 @@ pub fn train_model(
         valid_examples: data.valid.len(),
         tensors: trained.tensors,
         base: spec.base.clone(),
+        threshold_examples: if data.problem_type == ProblemType::MultiLabel {
+            data.valid
+                .iter()
+                .map(|example| (example.text.to_owned(), example.labels.to_vec()))
+                .collect()
+        } else {
+            Vec::new()
+        },
     })
 }
 
