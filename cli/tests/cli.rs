@@ -13,7 +13,12 @@ fn repo_root() -> PathBuf {
 
 fn tweetclf(args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_tweetclf"));
-    command.args(args).current_dir(repo_root());
+    // Runs of the bundled model would otherwise be recorded in the repository's models/runs.
+    let runs = std::env::temp_dir().join("tweetclf-cli-test-runs");
+    command
+        .args(args)
+        .current_dir(repo_root())
+        .env("TWEETCLF_RUNS", runs);
     command
 }
 
@@ -654,8 +659,10 @@ fn multi_label_train_tunes_thresholds_on_validation_and_eval_reports_both() {
     aid_csv(&valid, 12, 3, 10);
     let out = data.path().join("model");
     let flags = ["--text-column", "message", "--label-columns", "food,water"];
-    let (output, stdout, stderr) = run(&mut train_command(&train, &valid, &out, "aid", &flags));
+    let mut train = train_command(&train, &valid, &out, "aid", &flags);
+    let (output, stdout, stderr) = run(train.env_remove("TWEETCLF_RUNS"));
     assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("run recorded in"), "{stderr}");
     assert!(
         stdout.contains("thresholds tuned on validation for 1 of 2 labels"),
         "{stdout}"
@@ -675,8 +682,11 @@ fn multi_label_train_tunes_thresholds_on_validation_and_eval_reports_both() {
     assert!(tuned.as_f64() >= at_default.as_f64(), "{record}");
 
     let report = data.path().join("eval");
+    let runs = data.path().join("elsewhere");
     let (output, stdout, stderr) = run(&mut tweetclf(&[
         "eval",
+        "--runs",
+        runs.to_str().expect("UTF-8"),
         "--input",
         valid.to_str().expect("UTF-8"),
         "--model",
@@ -695,6 +705,63 @@ fn multi_label_train_tunes_thresholds_on_validation_and_eval_reports_both() {
     let micro = |figures: &serde_json::Value| figures["micro_f1"].as_f64().expect("micro-F1");
     assert!((micro(&metrics["evaluation"]) - micro(&record["tuned"])).abs() < 1e-6);
     assert!((micro(&metrics["at_default_thresholds"]) - micro(&record["at_default"])).abs() < 1e-6);
+    assert_runs_are_recorded_and_listed(&data.path().join("runs"), &runs, &valid);
+}
+
+/// The training run was recorded beside the model, the evaluation in the store it named;
+/// `tweetclf runs` lists both and draws the training run's validation curve.
+fn assert_runs_are_recorded_and_listed(beside: &Path, named: &Path, valid: &Path) {
+    let records = |dir: &Path| -> Vec<serde_json::Value> {
+        files(dir).iter().map(|path| manifest(path)).collect()
+    };
+    let trained = records(beside);
+    assert_eq!(trained.len(), 1);
+    assert_eq!(trained[0]["kind"], "train");
+    assert!(!trained[0]["epochs"].as_array().expect("epochs").is_empty());
+    assert!(trained[0]["metrics"]["valid_micro_f1_tuned"].is_number());
+    let evaluated = records(named);
+    assert_eq!(evaluated.len(), 1);
+    assert_eq!(evaluated[0]["kind"], "eval");
+    // The evaluation read the training run's validation file: the same content hash.
+    assert_eq!(
+        evaluated[0]["data"][0]["sha256"],
+        trained[0]["data"][1]["sha256"]
+    );
+    assert_eq!(
+        trained[0]["data"][1]["path"],
+        valid.to_str().expect("UTF-8")
+    );
+
+    let plot = beside.join("curves.svg");
+    let utf8 = |path: &Path| path.to_str().expect("UTF-8").to_owned();
+    let (output, stdout, stderr) = run(&mut tweetclf(&[
+        "runs",
+        &utf8(beside),
+        &utf8(named),
+        "--plot",
+        &utf8(&plot),
+    ]));
+    assert!(output.status.success(), "{stderr}");
+    let (train_id, eval_id) = (
+        trained[0]["id"].as_str().expect("id"),
+        evaluated[0]["id"].as_str().expect("id"),
+    );
+    assert!(
+        stdout.contains(train_id) && stdout.contains(eval_id),
+        "{stdout}"
+    );
+    assert!(stdout.contains("2 run(s)"), "{stdout}");
+    let svg = std::fs::read_to_string(&plot).expect("curves drawn");
+    assert!(svg.contains(train_id), "the training run has a curve");
+}
+
+#[test]
+fn runs_names_a_store_it_cannot_read() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let missing = dir.path().join("no-such-store");
+    let (output, _, stderr) = run(&mut tweetclf(&["runs", missing.to_str().expect("UTF-8")]));
+    assert!(!output.status.success());
+    assert!(stderr.contains("no-such-store"), "{stderr}");
 }
 
 #[test]

@@ -11,9 +11,12 @@ use classifier::eval_report::{
 };
 use classifier::evaluate::{EvaluationError, Target};
 use classifier::model_dir::LABELS_FILE;
+use classifier::runs::{RunContext, RunRecord};
 use classifier::{Classifier, LabelsFile, ProblemType};
 use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
 
+use super::runs::RunsStoreArg;
 use crate::labelled;
 
 #[derive(Debug, clap::Args)]
@@ -56,6 +59,8 @@ pub struct EvalArgs {
     /// Worker threads (default: every core).
     #[arg(long)]
     pub threads: Option<usize>,
+    #[command(flatten)]
+    pub runs: RunsStoreArg,
 }
 
 pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
@@ -65,6 +70,7 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
         sweep_label: args.sweep_label.clone(),
         target: target(args)?,
     };
+    let (run, started) = super::runs::context(&[("test", input)])?;
     let (classifier, model_dir) = super::load_model(args.model.as_deref(), args.threads)?;
     let model = classifier.labels();
     check_labels(args, model)?;
@@ -87,7 +93,18 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
             .write(&model_dir)
             .with_context(|| format!("writing {}", model_dir.join(LABELS_FILE).display()))?;
     }
-    print_summary(args, &report, &model_dir)
+    print_summary(args, &report, &model_dir)?;
+    let run = RunContext {
+        wall_seconds: started.elapsed().as_secs_f64(),
+        ..run
+    };
+    let parameters = json!({
+        "binary": asked.binary, "sweep_label": asked.sweep_label, "target": asked.target,
+        "errors": args.errors, "group_column": args.group_column, "out": args.out,
+    });
+    let record = RunRecord::of_evaluation(&report, model, &model_dir, parameters, run);
+    args.runs.record(&model_dir, &record);
+    Ok(())
 }
 
 /// The precision or recall a suggested threshold must reach, if one is asked for.

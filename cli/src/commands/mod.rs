@@ -4,6 +4,7 @@ pub mod eval;
 pub mod import_e5;
 pub mod ingest;
 pub mod run;
+pub mod runs;
 pub mod train;
 
 use std::path::{Path, PathBuf};

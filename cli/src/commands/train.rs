@@ -14,11 +14,13 @@ use classifier::finetune::{Checkpoints, Progress};
 use classifier::recipe::{
     Example, Learning, RecipeError, TrainEvent, TrainSpec, TrainedModel, train_model,
 };
+use classifier::runs::{RunContext, RunRecord};
 use classifier::train::TrainError;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use tweets::{CleaningRule, CleaningVersion, EmojiMode};
 
+use super::runs::RunsStoreArg;
 use crate::labelled::{self, LabelledSet};
 /// Without a terminal (a job's log), a line every this many batches stands in for the bar.
 const LOG_EVERY_BATCHES: usize = 100;
@@ -127,10 +129,11 @@ pub struct TrainArgs {
     /// How emoji reach the model: describe (in words), keep, remove.
     #[arg(long, default_value = "describe")]
     pub emoji: EmojiMode,
+    #[command(flatten)]
+    pub runs: RunsStoreArg,
 }
 
 pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
-    let started = Instant::now();
     if args.out.exists() && !args.force {
         bail!(
             "{} already exists: pass --force to replace it once the new model is trained, or \
@@ -139,6 +142,7 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
         );
     }
     let base = base_dir(args.base.as_deref())?;
+    let (run, started) = super::runs::context(&[("train", &args.train), ("valid", &args.valid)])?;
     let columns = args.columns.columns();
     let train_set = labelled::read(&args.train, &columns)?;
     let valid_set = labelled::read(&args.valid, &columns)?;
@@ -178,7 +182,14 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
     shown.finish();
     let tuned = tuned?;
     print_summary(args, &trained, started)?;
-    print_thresholds(&trained, &tuned)
+    print_thresholds(&trained, &tuned)?;
+    let run = RunContext {
+        wall_seconds: started.elapsed().as_secs_f64(),
+        ..run
+    };
+    args.runs
+        .record(&args.out, &RunRecord::of_training(&trained, &args.out, run));
+    Ok(())
 }
 
 /// `--base`, which must exist, or the bundled model's encoder, said on the terminal.

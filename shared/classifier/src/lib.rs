@@ -21,6 +21,8 @@ pub mod model_dir;
 pub mod optimizer;
 pub mod quantized;
 pub mod recipe;
+#[cfg(feature = "report")]
+pub mod runs;
 #[cfg(test)]
 mod test_support;
 pub mod train;

@@ -105,6 +105,8 @@ pub struct TrainedModel {
     pub mode: String,
     pub train_examples: usize,
     pub valid_examples: usize,
+    /// Every epoch's figures, across resumptions.
+    pub history: Vec<EpochReport>,
     tensors: HashMap<String, Tensor>,
     base: PathBuf,
     /// A multi-label model's validation texts and labels, kept to tune its thresholds on
@@ -243,6 +245,7 @@ pub enum RecipeError {
 struct Trained {
     tensors: HashMap<String, Tensor>,
     best: EpochReport,
+    history: Vec<EpochReport>,
     epochs_run: usize,
     mode: String,
     settings: serde_json::Value,
@@ -330,6 +333,7 @@ pub fn train_model(
         mode: trained.mode,
         train_examples: data.train.len(),
         valid_examples: data.valid.len(),
+        history: trained.history,
         tensors: trained.tensors,
         base: spec.base.clone(),
         threshold_examples: if data.problem_type == ProblemType::MultiLabel {
@@ -503,6 +507,7 @@ fn head_only(
             "training_seconds": started.elapsed().as_secs(),
             "history": trained.history,
         }),
+        history: trained.history,
     })
 }
 
@@ -562,6 +567,7 @@ fn fine_tuned(
             "resumed_after_epoch": tuned.resumed_after,
             "history": tuned.history,
         }),
+        history: tuned.history,
     })
 }
 
