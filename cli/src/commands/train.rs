@@ -326,14 +326,20 @@ fn print_thresholds(trained: &TrainedModel, tuned: &[TunedThreshold]) -> anyhow:
         .iter()
         .filter(|label| label.threshold.is_some())
         .count();
+    let untuned = if chosen < tuned.len() {
+        format!(
+            " (the others have under {MIN_POSITIVES_TO_TUNE} positives and keep {})",
+            trained.labels.problem_type.default_threshold()
+        )
+    } else {
+        String::new()
+    };
     let figure = |at: &str, metric: &str| record[at][metric].as_f64().unwrap_or(f64::NAN);
     writeln!(
         std::io::stdout().lock(),
-        "thresholds tuned on validation for {chosen} of {} labels (the others have under {} \
-         positives and keep {}): micro-F1 {:.4} → {:.4}, macro-F1 {:.4} → {:.4} (in labels.json)",
+        "thresholds tuned on validation for {chosen} of {} labels{untuned}: micro-F1 {:.4} → \
+         {:.4}, macro-F1 {:.4} → {:.4} (in labels.json)",
         tuned.len(),
-        MIN_POSITIVES_TO_TUNE,
-        trained.labels.problem_type.default_threshold(),
         figure("at_default", "micro_f1"),
         figure("tuned", "micro_f1"),
         figure("at_default", "macro_f1"),
