@@ -1,6 +1,6 @@
 //! Shared harness for the end-to-end tests: a real S3-compatible server (moto's server
 //! mode) on 127.0.0.1, started per test and stopped when the test ends, and the documented
-//! S3 event JSON the functions receive.
+//! event JSON the functions receive (S3 notifications, directly or through SQS, and EventBridge).
 
 pub mod faults;
 pub mod moto;
@@ -46,12 +46,44 @@ pub fn s3_delete_event(bucket: &str, key: &str) -> Value {
 }
 
 fn s3_event(fixture: &str, bucket: &str, key: &str) -> Value {
-    let path = repo_root().join("infra/events").join(fixture);
-    let text = std::fs::read_to_string(&path).expect("event fixture is readable");
-    let mut event: Value = serde_json::from_str(&text).expect("event fixture is JSON");
+    let mut event = event_fixture(fixture);
     let record = &mut event["Records"][0]["s3"];
     record["bucket"]["name"] = Value::from(bucket);
     record["bucket"]["arn"] = Value::from(format!("arn:aws:s3:::{bucket}"));
     record["object"]["key"] = Value::from(encode_event_key(key));
     event
+}
+
+/// An SQS batch as Lambda's event source mapping delivers it (the message shape of
+/// infra/events/ingest-sqs.json), one message per `(message id, body)`.
+pub fn sqs_batch(messages: &[(&str, String)]) -> Value {
+    let mut event = event_fixture("ingest-sqs.json");
+    let template = event["Records"][0].clone();
+    let records = messages
+        .iter()
+        .map(|(id, body)| {
+            let mut record = template.clone();
+            record["messageId"] = Value::from(*id);
+            record["body"] = Value::from(body.as_str());
+            record
+        })
+        .collect();
+    event["Records"] = Value::Array(records);
+    event
+}
+
+/// The EventBridge event S3 sends for `key` in `bucket` (infra/events/ingest-eventbridge.json):
+/// "Object Created", the key as stored.
+pub fn eventbridge_created_event(bucket: &str, key: &str) -> Value {
+    let mut event = event_fixture("ingest-eventbridge.json");
+    event["resources"] = Value::from(vec![format!("arn:aws:s3:::{bucket}")]);
+    event["detail"]["bucket"]["name"] = Value::from(bucket);
+    event["detail"]["object"]["key"] = Value::from(key);
+    event
+}
+
+fn event_fixture(name: &str) -> Value {
+    let path = repo_root().join("infra/events").join(name);
+    let text = std::fs::read_to_string(&path).expect("event fixture is readable");
+    serde_json::from_str(&text).expect("event fixture is JSON")
 }

@@ -9,7 +9,9 @@ use std::num::NonZeroUsize;
 use arrow_array::{Array, StringArray};
 use bytes::Bytes;
 use integration_tests::moto::{self, MotoServer};
-use integration_tests::{repo_root, s3_delete_event, s3_put_event};
+use integration_tests::{
+    eventbridge_created_event, repo_root, s3_delete_event, s3_put_event, sqs_batch,
+};
 use lambda_runtime::{Context, LambdaEvent};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use pipeline::backend::Backend;
@@ -334,6 +336,79 @@ async fn the_console_form_and_a_corrupt_clean_line() {
     assert_eq!(predictions[0]["label"], "positive");
     let rejected = lines(&object(&stack, "predictions-rejected/hand made.jsonl").await);
     assert_eq!(rejected[0]["source"]["line"], 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn through_a_queue_and_eventbridge_with_failed_messages_named() {
+    let stack = stack().await;
+    let raw_key = "raw/queued tweets+1.json";
+    moto::put(
+        &stack.client,
+        BUCKET,
+        raw_key,
+        br#"{"id_str": "1", "text": "Refund came through in two days, thank you!"}"#.to_vec(),
+    )
+    .await;
+    let test_message = json!({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": BUCKET});
+    let batch = sqs_batch(&[
+        ("s3-test", test_message.to_string()),
+        ("ok", s3_put_event(BUCKET, raw_key).to_string()),
+        (
+            "no-bucket",
+            s3_put_event("no-such-bucket", raw_key).to_string(),
+        ),
+        ("garbled", "{\"Records\": [".to_owned()),
+    ]);
+    let response = stack
+        .ingest
+        .handle(invoke(batch))
+        .await
+        .expect("a batch answers with its failures");
+    let failed: Vec<&str> = response
+        .batch_item_failures
+        .iter()
+        .flatten()
+        .map(|failure| failure.item_identifier.as_str())
+        .collect();
+    assert_eq!(failed, ["no-bucket", "garbled"], "{response:?}");
+    let [outcome] = response.objects.as_slice() else {
+        panic!("one object ingested: {response:?}");
+    };
+    assert_eq!(outcome.key, raw_key);
+    let part = "clean/queued tweets+1.json/part-00000-of-00001.jsonl";
+    assert!(moto::get(&stack.client, BUCKET, part).await.is_some());
+
+    // S3 → EventBridge → classify: the key arrives as stored.
+    let response = stack
+        .classify
+        .handle(invoke(eventbridge_created_event(BUCKET, part)))
+        .await
+        .expect("classified");
+    assert!(matches!(
+        response.objects[0].status,
+        classify::Status::Classified { predicted: 1, .. }
+    ));
+    let first = object(
+        &stack,
+        "predictions/queued tweets+1.json/part-00000-of-00001.jsonl",
+    )
+    .await;
+    assert_eq!(lines(&first)[0]["id"], "1");
+
+    // The same part through the queue (a redelivery): the same predictions, no failures.
+    let batch = sqs_batch(&[("again", s3_put_event(BUCKET, part).to_string())]);
+    let response = stack
+        .classify
+        .handle(invoke(batch))
+        .await
+        .expect("classified");
+    assert_eq!(response.batch_item_failures, Some(Vec::new()));
+    let again = object(
+        &stack,
+        "predictions/queued tweets+1.json/part-00000-of-00001.jsonl",
+    )
+    .await;
+    assert_eq!(first, again);
 }
 
 /// Ingests `raw_key` with parts of at most `part_max_tweets`, then classifies every part

@@ -276,6 +276,55 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn queued_and_eventbridge_events_classify_and_retract() {
+        let buckets = MemoryBuckets::new();
+        let part = "clean/a b.json/part-00000-of-00001.jsonl";
+        buckets.insert("b", part, TWEET);
+        let template = include_str!("../../../infra/events/classify-sqs.json");
+        let mut batch: Value = serde_json::from_str(template).expect("fixture is JSON");
+        let mut body: Value =
+            serde_json::from_str(batch["Records"][0]["body"].as_str().expect("a body"))
+                .expect("the body is a notification");
+        body["Records"][0]["s3"]["bucket"]["name"] = json!("b");
+        body["Records"][0]["s3"]["object"]["key"] =
+            json!("clean/a+b.json/part-00000-of-00001.jsonl");
+        batch["Records"][0]["body"] = json!(body.to_string());
+        // A second message whose object is missing: skipped, so not a failure.
+        let mut missing = batch["Records"][0].clone();
+        missing["messageId"] = json!("gone");
+        missing["body"] = json!(json!({"bucket": "b", "key": "clean/gone.jsonl"}).to_string());
+        batch["Records"]
+            .as_array_mut()
+            .expect("records")
+            .push(missing);
+        let response = handler(&buckets)
+            .handle(invoke(batch, 0))
+            .await
+            .expect("a batch answers");
+        assert_eq!(response.batch_item_failures, Some(Vec::new()));
+        assert!(matches!(
+            response.objects[0].status,
+            Status::Classified { predicted: 1, .. }
+        ));
+        assert!(matches!(response.objects[1].status, Status::Skipped { .. }));
+
+        buckets.bucket("b").delete(part).await.expect("deleted");
+        let template = include_str!("../../../infra/events/classify-eventbridge-delete.json");
+        let mut deleted: Value = serde_json::from_str(template).expect("fixture is JSON");
+        deleted["detail"]["bucket"]["name"] = json!("b");
+        deleted["detail"]["object"]["key"] = json!(part);
+        let response = handler(&buckets)
+            .handle(invoke(deleted, 0))
+            .await
+            .expect("retracted");
+        assert!(
+            matches!(&response.objects[0].status, Status::Retracted { deleted } if deleted.len() == 4),
+            "{response:?}"
+        );
+        assert!(buckets.keys("b").is_empty(), "{:?}", buckets.keys("b"));
+    }
+
+    #[tokio::test]
     async fn the_console_form_works_and_other_prefixes_are_skipped() {
         let buckets = MemoryBuckets::new();
         buckets.insert("b", "clean/x.jsonl", TWEET);

@@ -194,6 +194,111 @@ mod tests {
         );
     }
 
+    /// The documented SQS batch (infra/events/ingest-sqs.json: S3's test message, then a
+    /// notification) with one more notification per key in `keys`.
+    fn sqs_batch(bucket: &str, keys: &[&str]) -> Value {
+        let template = include_str!("../../../infra/events/ingest-sqs.json");
+        let mut event: Value = serde_json::from_str(template).expect("fixture is JSON");
+        let message = event["Records"][1].clone();
+        let records: Vec<Value> = keys
+            .iter()
+            .enumerate()
+            .map(|(index, key)| {
+                let mut notification = put_event(bucket, key);
+                notification["Records"][0]["s3"]["bucket"]["name"] = json!(bucket);
+                let mut record = message.clone();
+                record["messageId"] = json!(format!("message-{index}"));
+                record["body"] = json!(notification.to_string());
+                record
+            })
+            .collect();
+        event["Records"] = json!([event["Records"][0].clone()]);
+        event["Records"]
+            .as_array_mut()
+            .expect("records")
+            .extend(records);
+        event
+    }
+
+    #[tokio::test]
+    async fn an_sqs_batch_fails_only_the_messages_that_failed() {
+        let buckets = MemoryBuckets::new();
+        for name in ["a", "b"] {
+            buckets.insert(
+                "b",
+                &format!("raw/{name}.jsonl"),
+                "{\"id_str\":\"1\",\"text\":\"what a lovely day\"}\n",
+            );
+        }
+        // The first read fails as S3 sometimes does: message-0 is delivered again later.
+        buckets.fail_next_reads(1);
+        let response = handler(&buckets)
+            .handle(invoke(sqs_batch("b", &["raw/a.jsonl", "raw/b.jsonl"])))
+            .await
+            .expect("a batch answers with its failures");
+        let failed: Vec<&str> = response
+            .batch_item_failures
+            .iter()
+            .flatten()
+            .map(|failure| failure.item_identifier.as_str())
+            .collect();
+        assert_eq!(failed, ["message-0"]);
+        assert_eq!(response.objects.len(), 1);
+        assert_eq!(response.objects[0].key, "raw/b.jsonl");
+        assert!(
+            buckets
+                .object("b", "clean/b.jsonl/part-00000-of-00001.jsonl")
+                .is_some()
+        );
+        assert!(
+            buckets
+                .object("b", "clean/a.jsonl/part-00000-of-00001.jsonl")
+                .is_none()
+        );
+        let answer = serde_json::to_value(&response).expect("serializes");
+        assert_eq!(
+            answer["batchItemFailures"],
+            json!([{"itemIdentifier": "message-0"}])
+        );
+
+        // Redelivered, it succeeds: an empty failure list tells Lambda the batch is done.
+        let response = handler(&buckets)
+            .handle(invoke(sqs_batch("b", &["raw/a.jsonl"])))
+            .await
+            .expect("redelivered");
+        let answer = serde_json::to_value(&response).expect("serializes");
+        assert_eq!(answer["batchItemFailures"], json!([]));
+        assert!(
+            buckets
+                .object("b", "clean/a.jsonl/part-00000-of-00001.jsonl")
+                .is_some()
+        );
+    }
+
+    #[tokio::test]
+    async fn an_eventbridge_object_created_event_is_ingested() {
+        let buckets = MemoryBuckets::new();
+        buckets.insert(
+            "b",
+            "raw/my tweets+more.jsonl",
+            "{\"id_str\":\"1\",\"text\":\"what a lovely day\"}\n",
+        );
+        let template = include_str!("../../../infra/events/ingest-eventbridge.json");
+        let mut event: Value = serde_json::from_str(template).expect("fixture is JSON");
+        event["detail"]["bucket"]["name"] = json!("b");
+        event["detail"]["object"]["key"] = json!("raw/my tweets+more.jsonl");
+        let response = handler(&buckets)
+            .handle(invoke(event))
+            .await
+            .expect("ingested");
+        assert!(matches!(
+            response.objects[0].status,
+            Status::Ingested { kept: 1, .. }
+        ));
+        let answer = serde_json::to_value(&response).expect("serializes");
+        assert!(answer.get("batchItemFailures").is_none(), "{answer}");
+    }
+
     #[tokio::test]
     async fn unsupported_payload_gets_a_clear_error() {
         let buckets = MemoryBuckets::new();

@@ -1,22 +1,30 @@
 //! What every S3-triggered function does around its use case, written once: read the event's
-//! objects, run the use case on each, skip what is not the function's to handle, stop at the
-//! first real failure with a Lambda error type that says whether a retry can help, and answer
-//! object by object. And the `main` of the functions that hold a model.
+//! objects, run the use case on each, skip what is not the function's to handle, and answer
+//! object by object. A direct event stops at the first real failure with a Lambda error type
+//! that says whether a retry can help; an SQS batch fails only the messages that failed
+//! (`batchItemFailures`) and goes on with the rest. And the `main` of the functions that hold
+//! a model.
 
 use std::future::Future;
 
+use aws_lambda_events::sqs::BatchItemFailure;
 use lambda_runtime::{Context, Diagnostic, LambdaEvent};
 use serde::Serialize;
 use serde_json::Value;
 use tracing::{info, warn};
 
 use crate::error_chain;
-use crate::event::{EventError, EventItem, ObjectRef, object_refs};
+use crate::event::{EventError, EventItem, Invocation, ObjectRef, QueuedMessage, parse_invocation};
 
 /// What one invocation did, object by object.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ObjectsResponse<S> {
     pub objects: Vec<ObjectOutcome<S>>,
+    /// For an SQS batch only: the messages that failed, which the queue delivers again (and
+    /// then to its dead-letter queue). The event source mapping must report batch item
+    /// failures for Lambda to read it.
+    #[serde(rename = "batchItemFailures", skip_serializing_if = "Option::is_none")]
+    pub batch_item_failures: Option<Vec<BatchItemFailure>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -93,60 +101,123 @@ pub async fn handle_objects<H: ObjectHandler>(
     handler: &H,
     event: LambdaEvent<Value>,
 ) -> Result<ObjectsResponse<H::Status>, HandlerError<H::Failure>> {
-    let mut objects = Vec::new();
-    for item in object_refs(event.payload)? {
-        let (object, outcome) = match item {
-            EventItem::Ignored { event_name } => {
-                info!(event_name, "ignored a record that creates no object");
-                continue;
+    match parse_invocation(event.payload)? {
+        Invocation::Direct(items) => {
+            let mut objects = Vec::new();
+            for item in items {
+                objects.extend(handle_item(handler, item, &event.context).await?);
             }
-            EventItem::Object(object) => {
-                let outcome = handler.created(&object, &event.context).await;
-                (object, outcome)
-            }
-            EventItem::Removed(object) => match handler.removed(&object).await {
-                Some(outcome) => (object, outcome),
-                None => {
-                    info!(
-                        key = object.key,
-                        "ignored a deleted object: its outputs are kept"
-                    );
-                    continue;
-                }
-            },
-        };
-        let ObjectRef { bucket, key } = object;
-        let status = match outcome {
-            Ok(status) => status,
-            Err(failure) => match failure.skip_reason() {
-                Some(reason) => {
-                    warn!(bucket, key, reason, "skipped");
-                    H::skipped(reason)
-                }
-                None => {
-                    tracing::error!(
-                        bucket,
-                        key,
-                        error = %error_chain(&failure),
-                        error_type = failure.error_type(),
-                        "failed"
-                    );
-                    return Err(HandlerError::Object {
-                        doing: H::DOING,
-                        bucket,
-                        key,
-                        source: Box::new(failure),
-                    });
-                }
-            },
-        };
-        objects.push(ObjectOutcome {
-            bucket,
-            key,
-            status,
-        });
+            Ok(ObjectsResponse {
+                objects,
+                batch_item_failures: None,
+            })
+        }
+        Invocation::Queued(messages) => Ok(handle_batch(handler, messages, &event.context).await),
     }
-    Ok(ObjectsResponse { objects })
+}
+
+/// Every message of an SQS batch; a message that fails is named in `batchItemFailures` and
+/// the others go on.
+async fn handle_batch<H: ObjectHandler>(
+    handler: &H,
+    messages: Vec<QueuedMessage>,
+    context: &Context,
+) -> ObjectsResponse<H::Status> {
+    let mut objects = Vec::new();
+    let mut failures = Vec::new();
+    for QueuedMessage { message_id, items } in messages {
+        let outcome = match items {
+            Ok(items) => handle_message(handler, items, context, &mut objects).await,
+            Err(error) => Err(HandlerError::InvalidEvent(error)),
+        };
+        if let Err(error) = outcome {
+            tracing::error!(
+                message_id,
+                error = %error_chain(&error),
+                "message failed: the queue delivers it again"
+            );
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = message_id;
+            failures.push(failure);
+        }
+    }
+    ObjectsResponse {
+        objects,
+        batch_item_failures: Some(failures),
+    }
+}
+
+async fn handle_message<H: ObjectHandler>(
+    handler: &H,
+    items: Vec<EventItem>,
+    context: &Context,
+    objects: &mut Vec<ObjectOutcome<H::Status>>,
+) -> Result<(), HandlerError<H::Failure>> {
+    for item in items {
+        objects.extend(handle_item(handler, item, context).await?);
+    }
+    Ok(())
+}
+
+/// One item: its outcome, `None` when there is nothing to answer for it, or the failure
+/// that fails its event (or message).
+async fn handle_item<H: ObjectHandler>(
+    handler: &H,
+    item: EventItem,
+    context: &Context,
+) -> Result<Option<ObjectOutcome<H::Status>>, HandlerError<H::Failure>> {
+    let (object, outcome) = match item {
+        EventItem::Ignored { event_name } => {
+            info!(event_name, "ignored a record that creates no object");
+            return Ok(None);
+        }
+        // Boxed: the use cases' futures are deep, and the compiler's layout of the invocation
+        // future would otherwise nest them in every caller (one allocation per object).
+        EventItem::Object(object) => {
+            let outcome = Box::pin(handler.created(&object, context)).await;
+            (object, outcome)
+        }
+        EventItem::Removed(object) => match Box::pin(handler.removed(&object)).await {
+            Some(outcome) => (object, outcome),
+            None => {
+                info!(
+                    key = object.key,
+                    "ignored a deleted object: its outputs are kept"
+                );
+                return Ok(None);
+            }
+        },
+    };
+    let ObjectRef { bucket, key } = object;
+    let status = match outcome {
+        Ok(status) => status,
+        Err(failure) => match failure.skip_reason() {
+            Some(reason) => {
+                warn!(bucket, key, reason, "skipped");
+                H::skipped(reason)
+            }
+            None => {
+                tracing::error!(
+                    bucket,
+                    key,
+                    error = %error_chain(&failure),
+                    error_type = failure.error_type(),
+                    "failed"
+                );
+                return Err(HandlerError::Object {
+                    doing: H::DOING,
+                    bucket,
+                    key,
+                    source: Box::new(failure),
+                });
+            }
+        },
+    };
+    Ok(Some(ObjectOutcome {
+        bucket,
+        key,
+        status,
+    }))
 }
 
 /// Answers invocations with `handle` until the runtime stops.

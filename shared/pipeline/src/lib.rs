@@ -39,7 +39,7 @@ pub use config::{
     AmazonMlConfig, BackendConfig, CandleConfig, ClassifyConfig, ConfigError, IngestConfig,
     PredictConfig,
 };
-pub use event::{EventItem, ObjectRef, object_refs};
+pub use event::{EventItem, Invocation, ObjectRef, QueuedMessage, object_refs, parse_invocation};
 pub use ingest::{
     IngestManifest, IngestObjectError, IngestOutputs, IngestTiming, Ingested, ingest_object,
 };
