@@ -1186,6 +1186,98 @@ fn run_backfills_from_and_to_s3_prefixes() {
     assert!(under("backfill/predictions-parquet/dt=") >= 4, "{keys:?}");
 }
 
+#[test]
+fn run_takes_its_raw_objects_from_an_s3_inventory() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let server = integration_tests::moto::MotoServer::start();
+    let client = server.client();
+    upload_folders(&runtime, &server, "archive", "2024/may/", &["examples/raw"]);
+    let raw = files(&repo_root().join("examples/raw"));
+    let names: Vec<&str> = raw
+        .iter()
+        .filter_map(|path| path.file_name().and_then(|name| name.to_str()))
+        .collect();
+    // The inventory names two of May's objects (one under a key with a space, URL-encoded
+    // as S3 writes inventories), one in June and one deleted: two are read.
+    let csv = format!(
+        concat!(
+            "\"archive\",\"2024/may/{first}\",\"true\",\"false\"\n",
+            "\"archive\",\"2024/may/late+arrivals%2B.json\",\"true\",\"false\"\n",
+            "\"archive\",\"2024/june/{first}\",\"true\",\"false\"\n",
+            "\"archive\",\"2024/may/{second}\",\"true\",\"true\"\n",
+        ),
+        first = names[0],
+        second = names[1],
+    );
+    let manifest = serde_json::json!({
+        "sourceBucket": "archive", "destinationBucket": "arn:aws:s3:::inventories",
+        "version": "2016-11-30", "creationTimestamp": "1714608000000", "fileFormat": "CSV",
+        "fileSchema": "Bucket, Key, IsLatest, IsDeleteMarker",
+        "files": [{"key": "archive/daily/data/1.csv", "size": csv.len(), "MD5checksum": "x"}],
+    });
+    runtime.block_on(async {
+        use integration_tests::moto;
+        let late = std::fs::read(&raw[2]).expect("readable");
+        moto::put(&client, "archive", "2024/may/late arrivals+.json", late).await;
+        moto::create_bucket(&client, "inventories").await;
+        moto::put(
+            &client,
+            "inventories",
+            "archive/daily/data/1.csv",
+            csv.into_bytes(),
+        )
+        .await;
+        let manifest = manifest.to_string().into_bytes();
+        moto::put(
+            &client,
+            "inventories",
+            "archive/daily/manifest.json",
+            manifest,
+        )
+        .await;
+    });
+    let (output, stdout, stderr) = run(tweetclf(&[
+        "run",
+        "s3://archive/2024/may",
+        "--inventory",
+        "s3://inventories/archive/daily/manifest.json",
+        "--out",
+        "s3://archive/backfill/",
+        "--ingest-only",
+    ])
+    .env("S3_ENDPOINT_URL", &server.endpoint)
+    .env("AWS_ACCESS_KEY_ID", "testing")
+    .env("AWS_SECRET_ACCESS_KEY", "testing")
+    .env("AWS_REGION", "us-east-1")
+    .env_remove("AWS_PROFILE"));
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("2 file(s) from s3://archive/2024/may"),
+        "{stdout}"
+    );
+    let keys = runtime.block_on(integration_tests::moto::keys(&client, "archive"));
+    let manifests: Vec<&String> = keys
+        .iter()
+        .filter(|key| key.starts_with("backfill/manifests/ingest/"))
+        .collect();
+    assert_eq!(
+        manifests,
+        [
+            &format!("backfill/manifests/ingest/{}.manifest.json", names[0]),
+            &"backfill/manifests/ingest/late arrivals+.json.manifest.json".to_owned(),
+        ]
+    );
+
+    let (output, _, stderr) = run(&mut tweetclf(&[
+        "run",
+        "examples/raw",
+        "--inventory",
+        "s3://inventories/archive/daily/manifest.json",
+    ]));
+    assert!(!output.status.success());
+    assert!(stderr.contains("the input must be s3://"), "{stderr}");
+}
+
 /// Creates `bucket` and stores every file of `folders` in it under `prefix`, by file name.
 fn upload_folders(
     runtime: &tokio::runtime::Runtime,

@@ -1,6 +1,7 @@
 //! The deployment template, read as data: least privilege for S3, no function that can
-//! trigger itself, notification filters that match the key contract, and an Athena table
-//! whose columns are the Parquet columns classify writes.
+//! trigger itself, notification filters that match the key contract in every event
+//! delivery mode (direct, through queues, through EventBridge), and an Athena table whose
+//! columns are the Parquet columns classify writes.
 
 use std::collections::BTreeMap;
 
@@ -46,11 +47,16 @@ fn resource_text(value: &Value) -> String {
     }
 }
 
-/// Every policy statement of a function or state machine.
+/// Every policy statement of a function or state machine; a conditional one
+/// (`Fn::If: [condition, statement, AWS::NoValue]`) as its statement.
 fn statements(resource: &Value) -> Vec<&Value> {
     as_list(&resource["Properties"]["Policies"])
         .into_iter()
         .flat_map(|policy| as_list(&policy["Statement"]))
+        .map(|statement| match statement.get("Fn::If") {
+            Some(branches) => &branches[1],
+            None => statement,
+        })
         .collect()
 }
 
@@ -61,27 +67,141 @@ fn object_prefix(resource: &str) -> Option<String> {
     Some(key.trim_end_matches('*').to_owned())
 }
 
-/// The `prefix` filter of each S3 event of a function for objects created.
-fn trigger_prefixes(function: &Value) -> Vec<String> {
-    event_prefixes(function, "s3:ObjectCreated:*")
+/// One route from the bucket to a function: the S3 event and the key prefix it filters on.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Route {
+    function: String,
+    event: String,
+    prefix: String,
 }
 
-/// The `prefix` filter of each S3 event of a function for `s3_event`.
-fn event_prefixes(function: &Value, s3_event: &str) -> Vec<String> {
-    let Some(events) = function["Properties"]["Events"].as_object() else {
-        return Vec::new();
-    };
-    events
-        .values()
-        .filter(|event| event["Type"] == "S3" && event["Properties"]["Events"] == s3_event)
-        .flat_map(|event| {
-            as_list(&event["Properties"]["Filter"]["S3Key"]["Rules"])
-                .into_iter()
-                .filter(|rule| rule["Name"] == "prefix")
-                .filter_map(|rule| rule["Value"].as_str().map(str::to_owned))
-                .collect::<Vec<_>>()
+/// The logical name in `{"Fn::GetAtt": [name, "Arn"]}` or `{"Ref": name}`.
+fn named(value: &Value) -> String {
+    value["Fn::GetAtt"][0]
+        .as_str()
+        .or_else(|| value["Ref"].as_str())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The branch of `{"Fn::If": [condition, then, else]}` taken when `condition` holds.
+fn when(value: &Value, condition: &str) -> Value {
+    let branches = &value["Fn::If"];
+    assert_eq!(branches[0], condition, "{value}");
+    branches[1].clone()
+}
+
+fn prefix_rule(filter: &Value) -> String {
+    as_list(&filter["S3Key"]["Rules"])
+        .into_iter()
+        .find(|rule| rule["Name"] == "prefix")
+        .and_then(|rule| rule["Value"].as_str())
+        .expect("a prefix rule")
+        .to_owned()
+}
+
+/// The bucket's routes when `EventDelivery` is `mode`, read from the notification
+/// configuration, the queues' event source mappings, or the EventBridge rules.
+fn routes(template: &Value, mode: &str) -> Vec<Route> {
+    let resources = resources(template);
+    let notifications = &resources["TweetsBucket"]["Properties"]["NotificationConfiguration"];
+    let mut routes: Vec<Route> = match mode {
+        "S3" => as_list(&when(
+            &notifications["LambdaConfigurations"],
+            "DeliverDirect",
+        ))
+        .into_iter()
+        .map(|config| Route {
+            function: named(&config["Function"]),
+            event: config["Event"].as_str().expect("event").to_owned(),
+            prefix: prefix_rule(&config["Filter"]),
         })
+        .collect(),
+        "SQS" => as_list(&when(
+            &notifications["QueueConfigurations"],
+            "DeliverThroughQueues",
+        ))
+        .into_iter()
+        .map(|config| {
+            let queue = named(&config["Queue"]);
+            let mapping = resources
+                .values()
+                .find(|resource| {
+                    resource["Type"] == "AWS::Lambda::EventSourceMapping"
+                        && named(&resource["Properties"]["EventSourceArn"]) == queue
+                })
+                .unwrap_or_else(|| panic!("no function reads {queue}"));
+            assert_eq!(mapping["Condition"], "DeliverThroughQueues");
+            assert_eq!(
+                mapping["Properties"]["FunctionResponseTypes"],
+                serde_json::json!(["ReportBatchItemFailures"]),
+                "{queue}: failed messages must be reported one by one"
+            );
+            let redrive = &resources[&queue]["Properties"]["RedrivePolicy"];
+            assert!(
+                !named(&redrive["deadLetterTargetArn"]).is_empty(),
+                "{queue} has no dead-letter queue"
+            );
+            Route {
+                function: named(&mapping["Properties"]["FunctionName"]),
+                event: config["Event"].as_str().expect("event").to_owned(),
+                prefix: prefix_rule(&config["Filter"]),
+            }
+        })
+        .collect(),
+        "EventBridge" => {
+            assert_eq!(
+                when(
+                    &notifications["EventBridgeConfiguration"],
+                    "DeliverThroughEventBridge"
+                )["EventBridgeEnabled"],
+                true
+            );
+            resources
+                .values()
+                .filter(|resource| resource["Type"] == "AWS::Events::Rule")
+                .flat_map(|rule| {
+                    assert_eq!(rule["Condition"], "DeliverThroughEventBridge");
+                    let pattern = &rule["Properties"]["EventPattern"];
+                    assert_eq!(pattern["source"], serde_json::json!(["aws.s3"]));
+                    let prefix = pattern["detail"]["object"]["key"][0]["prefix"]
+                        .as_str()
+                        .expect("a key prefix")
+                        .to_owned();
+                    let function = named(&rule["Properties"]["Targets"][0]["Arn"]);
+                    as_list(&pattern["detail-type"])
+                        .into_iter()
+                        .map(move |detail_type| Route {
+                            function: function.clone(),
+                            event: match detail_type.as_str() {
+                                Some("Object Created") => "s3:ObjectCreated:*",
+                                Some("Object Deleted") => "s3:ObjectRemoved:*",
+                                other => panic!("unexpected detail-type {other:?}"),
+                            }
+                            .to_owned(),
+                            prefix: prefix.clone(),
+                        })
+                })
+                .collect()
+        }
+        other => panic!("no EventDelivery mode {other}"),
+    };
+    routes.sort();
+    routes
+}
+
+/// The prefixes that send `s3_event` to `function` (the same in every delivery mode).
+fn event_prefixes(template: &Value, function: &str, s3_event: &str) -> Vec<String> {
+    routes(template, "S3")
+        .into_iter()
+        .filter(|route| route.function == function && route.event == s3_event)
+        .map(|route| route.prefix)
         .collect()
+}
+
+/// The prefixes whose created objects invoke `function`.
+fn trigger_prefixes(template: &Value, function: &str) -> Vec<String> {
+    event_prefixes(template, function, "s3:ObjectCreated:*")
 }
 
 fn put_prefixes(resource: &Value) -> Vec<String> {
@@ -156,7 +276,7 @@ fn no_function_writes_under_a_prefix_that_triggers_it_and_triggers_form_no_loop(
     let mut triggers: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut writes: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (name, function) in functions(&template) {
-        triggers.insert(name.clone(), trigger_prefixes(function));
+        triggers.insert(name.clone(), trigger_prefixes(&template, name));
         writes.insert(name.clone(), put_prefixes(function));
     }
     assert_eq!(triggers["IngestFunction"], vec!["raw/"]);
@@ -194,10 +314,10 @@ fn no_function_writes_under_a_prefix_that_triggers_it_and_triggers_form_no_loop(
     // nothing that triggers anything.
     for (name, function) in functions(&template) {
         let deleted = action_prefixes(function, "s3:DeleteObject");
-        for (other, other_function) in functions(&template) {
+        for (other, _) in functions(&template) {
             let watched = [
-                event_prefixes(other_function, "s3:ObjectRemoved:*"),
-                trigger_prefixes(other_function),
+                event_prefixes(&template, other, "s3:ObjectRemoved:*"),
+                trigger_prefixes(&template, other),
             ]
             .concat();
             for prefix in &deleted {
@@ -269,7 +389,7 @@ fn the_template_follows_the_key_contract() {
     );
     let classify = functions[&"ClassifyFunction".to_owned()];
     assert_eq!(
-        event_prefixes(classify, "s3:ObjectRemoved:*"),
+        event_prefixes(&template, "ClassifyFunction", "s3:ObjectRemoved:*"),
         vec![prefixes.clean.clone()]
     );
     assert_eq!(
@@ -309,7 +429,8 @@ fn the_template_follows_the_key_contract() {
     for (name, function) in &functions {
         let properties = &function["Properties"];
         assert!(
-            properties["EventInvokeConfig"].is_object() || trigger_prefixes(function).is_empty(),
+            properties["EventInvokeConfig"].is_object()
+                || trigger_prefixes(&template, name).is_empty(),
             "{name} is S3-triggered without explicit retries and a failure destination"
         );
     }
@@ -321,6 +442,47 @@ fn the_template_follows_the_key_contract() {
         template["Globals"]["Function"]["LoggingConfig"]["LogFormat"],
         "JSON"
     );
+}
+
+#[test]
+fn every_event_delivery_mode_routes_the_same_prefixes_to_the_same_functions() {
+    let template = template();
+    let modes = as_list(&template["Parameters"]["EventDelivery"]["AllowedValues"]);
+    assert_eq!(modes, ["S3", "SQS", "EventBridge"]);
+    assert_eq!(template["Parameters"]["EventDelivery"]["Default"], "S3");
+    let direct = routes(&template, "S3");
+    let route = |function: &str, event: &str, prefix: &str| Route {
+        function: function.to_owned(),
+        event: event.to_owned(),
+        prefix: prefix.to_owned(),
+    };
+    assert_eq!(
+        direct,
+        [
+            route("ClassifyFunction", "s3:ObjectCreated:*", "clean/"),
+            route("ClassifyFunction", "s3:ObjectRemoved:*", "clean/"),
+            route("IngestFunction", "s3:ObjectCreated:*", "raw/"),
+        ]
+    );
+    for mode in ["SQS", "EventBridge"] {
+        assert_eq!(routes(&template, mode), direct, "EventDelivery {mode}");
+    }
+    // Each function may consume its own queue, and nothing else of SQS.
+    for (function, queue) in [
+        ("IngestFunction", "IngestQueue"),
+        ("ClassifyFunction", "ClassifyQueue"),
+    ] {
+        let consumed: Vec<String> = statements(&resources(&template)[function])
+            .into_iter()
+            .filter(|statement| {
+                as_list(&statement["Action"])
+                    .iter()
+                    .any(|action| action.as_str().is_some_and(|a| a.starts_with("sqs:")))
+            })
+            .flat_map(|statement| as_list(&statement["Resource"]).into_iter().map(named))
+            .collect();
+        assert_eq!(consumed, [queue], "{function}");
+    }
 }
 
 #[test]
@@ -366,6 +528,31 @@ fn the_athena_table_has_the_parquet_columns_in_order() {
         columns, parquet_columns,
         "Glue columns vs the Parquet schema"
     );
+    // The saved queries read that table and name only its columns (and `dt`).
+    let queries: Vec<(&String, &Value)> = resources(&template)
+        .iter()
+        .filter(|(_, resource)| resource["Type"] == "AWS::Athena::NamedQuery")
+        .collect();
+    assert!(queries.len() >= 5, "{} saved queries", queries.len());
+    for (name, query) in queries {
+        let sql = query["Properties"]["QueryString"].as_str().expect("SQL");
+        assert!(sql.contains("FROM predictions"), "{name}");
+        for used in [
+            "label",
+            "text",
+            "created_at",
+            "author_handle",
+            "lang",
+            "scores",
+        ] {
+            if sql.contains(used) {
+                assert!(
+                    columns.contains(&used),
+                    "{name} reads {used}, which the table lacks"
+                );
+            }
+        }
+    }
 }
 
 #[test]
@@ -386,30 +573,52 @@ fn the_backfill_definition_is_a_distributed_map_over_both_stages() {
         .replace("${MaxConcurrency}", "40")
         .replace("${ToleratedFailurePercentage}", "1");
     let definition: Value = serde_json::from_str(&rendered).expect("valid JSON once rendered");
-    let map = &definition["States"]["EachObject"];
+    let listing = &definition["States"]["EachObject"];
+    let inventory = &definition["States"]["EachInventoryObject"];
     assert_eq!(
-        map["ItemProcessor"]["ProcessorConfig"]["Mode"],
-        "DISTRIBUTED"
-    );
-    assert_eq!(
-        map["ItemReader"]["Resource"],
+        listing["ItemReader"]["Resource"],
         "arn:aws:states:::s3:listObjectsV2"
     );
-    assert_eq!(map["MaxConcurrency"], 40);
-    assert_eq!(map["ToleratedFailurePercentage"], 1);
-    let states = &map["ItemProcessor"]["States"];
-    for (stage, retryable) in [
-        ("Ingest", "Retryable.IngestFailed"),
-        ("Classify", "Retryable.ClassifyFailed"),
-    ] {
-        let retried: Vec<&str> = as_list(&states[stage]["Retry"][0]["ErrorEquals"])
-            .into_iter()
-            .filter_map(Value::as_str)
-            .collect();
-        assert!(
-            retried.contains(&retryable),
-            "{stage} does not retry {retryable}"
+    assert_eq!(
+        inventory["ItemReader"]["ReaderConfig"]["InputType"],
+        "MANIFEST"
+    );
+    // Inventory keys are URL-encoded; the functions decode them when told so.
+    assert_eq!(inventory["ItemSelector"]["key_encoding"], "url");
+    for map in [listing, inventory] {
+        assert_eq!(
+            map["ItemProcessor"]["ProcessorConfig"]["Mode"],
+            "DISTRIBUTED"
         );
+        assert_eq!(map["MaxConcurrency"], 40);
+        assert_eq!(map["ToleratedFailurePercentage"], 1);
+        let states = &map["ItemProcessor"]["States"];
+        for (stage, retryable) in [
+            ("Ingest", "Retryable.IngestFailed"),
+            ("Classify", "Retryable.ClassifyFailed"),
+        ] {
+            let retried: Vec<&str> = as_list(&states[stage]["Retry"][0]["ErrorEquals"])
+                .into_iter()
+                .filter_map(Value::as_str)
+                .collect();
+            assert!(
+                retried.contains(&retryable),
+                "{stage} does not retry {retryable}"
+            );
+            // What the state passes is what the function's direct form accepts.
+            let mut payload = states[stage]["Parameters"]["Payload"].clone();
+            let payload = payload.as_object_mut().expect("a payload");
+            let item = serde_json::json!({"bucket": "my-bucket", "key": "raw/a+b.json",
+                "key_encoding": map["ItemSelector"]["key_encoding"].as_str().unwrap_or("stored")});
+            let sent: serde_json::Map<String, Value> = payload
+                .keys()
+                .map(|name| {
+                    let field = name.trim_end_matches(".$");
+                    (field.to_owned(), item[field].clone())
+                })
+                .collect();
+            pipeline::object_refs(Value::Object(sent)).expect("the function accepts it");
+        }
     }
     let template = template();
     let substitutions =

@@ -21,6 +21,11 @@ pub struct RunArgs {
     /// Raw tweet files: a folder, one file, or `s3://bucket/prefix` (default: examples/raw).
     #[command(flatten)]
     pub input: super::InputArg,
+    /// Take the raw objects from this S3 Inventory report (`s3://bucket/…/manifest.json`, CSV
+    /// format) instead of listing an s3:// input: for buckets with millions of objects. Only
+    /// the objects under the input prefix are read.
+    #[arg(long, value_name = "MANIFEST")]
+    pub inventory: Option<String>,
     /// Where to write the outputs, in the bucket layout: a folder or `s3://bucket/prefix`.
     #[arg(long, short, default_value = "out")]
     pub out: String,
@@ -41,6 +46,7 @@ pub struct RunArgs {
 pub fn ingest_only(file: &Path, out: &Path, ingest: &IngestConfig) -> anyhow::Result<()> {
     let args = RunArgs {
         input: super::InputArg::of(file),
+        inventory: None,
         out: out.to_string_lossy().into_owned(),
         model: None,
         threads: None,
@@ -81,7 +87,7 @@ async fn run_async(
     ingest: &IngestConfig,
     classify: &ClassifyConfig,
 ) -> anyhow::Result<()> {
-    let stores = Stores::open(input, output, ingest).await?;
+    let stores = Stores::open(input, args.inventory.as_deref(), output, ingest).await?;
     if stores.keys.is_empty() {
         bail!("no files to ingest under {}", args.input());
     }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use tweets::Report;
 
 use crate::backend::Backend;
+use crate::inventory::read_inventory;
 use crate::local::LocalDir;
 use crate::rebased::Rebased;
 use crate::s3::{S3Bucket, S3Buckets};
@@ -52,6 +53,14 @@ pub enum BackfillError {
         second: String,
         folder: PathBuf,
     },
+    #[error("`{0}` is not an S3 Inventory manifest: expected s3://bucket/…/manifest.json")]
+    NotAManifest(String),
+    #[error("an S3 Inventory lists objects in S3: the input must be s3://bucket/prefix")]
+    InventoryOfLocalInput,
+    #[error("the inventory lists the objects of bucket `{listed}`, not of `{input}`")]
+    InventoryOfAnotherBucket { listed: String, input: String },
+    #[error(transparent)]
+    Inventory(#[from] crate::inventory::InventoryError),
     #[error(transparent)]
     Key(#[from] crate::KeyError),
     #[error(transparent)]
@@ -142,10 +151,13 @@ pub struct Stores {
 }
 
 impl Stores {
-    /// Opens `input` as the raw prefix and `output` as the bucket root. Local output is
-    /// refused when two input keys would land on the same files.
+    /// Opens `input` as the raw prefix and `output` as the bucket root. The raw files are
+    /// the input prefix's objects, listed, or those of them an S3 Inventory report names
+    /// (`inventory`: `s3://bucket/…/manifest.json`). Local output is refused when two input
+    /// keys would land on the same files.
     pub async fn open(
         input: &Location,
+        inventory: Option<&str>,
         output: &Location,
         ingest: &IngestConfig,
     ) -> Result<Self, BackfillError> {
@@ -153,7 +165,8 @@ impl Stores {
             true => Some(S3Buckets::from_env().await),
             false => None,
         };
-        let (source, keys) = source_and_keys(input, s3.as_ref(), &ingest.prefixes.raw).await?;
+        let (source, keys) =
+            source_and_keys(input, inventory, s3.as_ref(), &ingest.prefixes.raw).await?;
         let sink = match output {
             Location::Local(path) => {
                 let folder = LocalDir::new(path);
@@ -171,13 +184,16 @@ impl Stores {
 }
 
 /// The store the raw files are read from, and their keys under the raw prefix: a folder's
-/// files mounted there, or the objects of an S3 prefix seen through it.
+/// files mounted there, or the objects of an S3 prefix (listed, or from an inventory) seen
+/// through it.
 async fn source_and_keys(
     input: &Location,
+    inventory: Option<&str>,
     s3: Option<&S3Buckets>,
     raw_prefix: &str,
 ) -> Result<(Store, Vec<String>), BackfillError> {
     match input {
+        Location::Local(_) if inventory.is_some() => Err(BackfillError::InventoryOfLocalInput),
         Location::Local(path) => {
             let (root, files) = input_files(path)?;
             let source = LocalDir::mounted(&root, raw_prefix);
@@ -192,16 +208,17 @@ async fn source_and_keys(
             Ok((Store::Local(source), keys))
         }
         Location::S3 { bucket, prefix } => {
-            let bucket_store = s3_bucket(s3, bucket);
-            let listed = bucket_store
-                .list(prefix)
-                .await
-                .map_err(|source| BackfillError::List {
-                    bucket: bucket.clone(),
-                    prefix: prefix.clone(),
-                    source,
-                })?;
-            let source = Rebased::new(bucket_store, raw_prefix.to_owned(), prefix.clone());
+            let listed = match inventory {
+                Some(manifest) => inventory_keys(manifest, bucket, s3).await?,
+                None => s3_bucket(s3, bucket).list(prefix).await.map_err(|source| {
+                    BackfillError::List {
+                        bucket: bucket.clone(),
+                        prefix: prefix.clone(),
+                        source,
+                    }
+                })?,
+            };
+            let source = Rebased::new(s3_bucket(s3, bucket), raw_prefix.to_owned(), prefix.clone());
             let keys = listed
                 .iter()
                 .filter_map(|key| source.outer_key(key))
@@ -209,6 +226,28 @@ async fn source_and_keys(
             Ok((Store::S3(source), keys))
         }
     }
+}
+
+/// The keys an inventory report lists for `bucket` (those outside the input prefix are
+/// dropped by the caller, as a listing would never return them).
+async fn inventory_keys(
+    manifest: &str,
+    bucket: &str,
+    s3: Option<&S3Buckets>,
+) -> Result<Vec<String>, BackfillError> {
+    let (inventory_bucket, key) = manifest
+        .strip_prefix("s3://")
+        .and_then(|rest| rest.split_once('/'))
+        .filter(|(bucket, key)| !bucket.is_empty() && !key.is_empty() && !key.ends_with('/'))
+        .ok_or_else(|| BackfillError::NotAManifest(manifest.to_owned()))?;
+    let inventory = read_inventory(&s3_bucket(s3, inventory_bucket), key).await?;
+    if inventory.source_bucket != bucket {
+        return Err(BackfillError::InventoryOfAnotherBucket {
+            listed: inventory.source_bucket,
+            input: bucket.to_owned(),
+        });
+    }
+    Ok(inventory.keys)
 }
 
 /// The folder that stands for the raw prefix, and the files under it in a stable order

@@ -61,12 +61,25 @@ pub enum EventError {
     NoMessageId { index: usize },
 }
 
-/// The direct form, for the console's Test tab and for scripts.
+/// The direct form, for the console's Test tab, scripts and the backfill state machine.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DirectRequest {
     bucket: String,
     key: String,
+    #[serde(default)]
+    key_encoding: KeyEncoding,
+}
+
+/// How the direct form's key is written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum KeyEncoding {
+    /// As stored.
+    #[default]
+    Stored,
+    /// URL-encoded, as S3 Inventory reports write keys (the backfill's inventory items).
+    Url,
 }
 
 /// The `detail` of an EventBridge event from S3: only what names the object.
@@ -127,9 +140,13 @@ pub fn object_refs(payload: Value) -> Result<Vec<EventItem>, EventError> {
             "`bucket` and `key` must not be empty".to_owned(),
         ));
     }
+    let key = match direct.key_encoding {
+        KeyEncoding::Stored => direct.key,
+        KeyEncoding::Url => decode_event_key(&direct.key)?,
+    };
     Ok(vec![EventItem::Object(ObjectRef {
         bucket: direct.bucket,
-        key: direct.key,
+        key,
     })])
 }
 
@@ -436,6 +453,31 @@ mod tests {
         deleted["detail"] = json!({"bucket": {"name": "b"}});
         let error = object_refs(deleted).expect_err("no key");
         assert!(error.to_string().contains("detail.object.key"), "{error}");
+    }
+
+    #[test]
+    fn the_direct_form_takes_inventory_keys_url_encoded() {
+        let items = object_refs(json!({"bucket": "b", "key": "raw/x+y%2B.json",
+            "key_encoding": "url"}))
+        .expect("valid");
+        assert_eq!(
+            items,
+            vec![EventItem::Object(ObjectRef {
+                bucket: "b".to_owned(),
+                key: "raw/x y+.json".to_owned()
+            })]
+        );
+        let stored = object_refs(json!({"bucket": "b", "key": "raw/x+y.json",
+            "key_encoding": "stored"}))
+        .expect("valid");
+        assert_eq!(
+            stored,
+            vec![EventItem::Object(ObjectRef {
+                bucket: "b".to_owned(),
+                key: "raw/x+y.json".to_owned()
+            })]
+        );
+        assert!(object_refs(json!({"bucket": "b", "key": "k", "key_encoding": "base64"})).is_err());
     }
 
     #[test]

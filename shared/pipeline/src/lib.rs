@@ -15,6 +15,8 @@ pub mod classify;
 pub mod config;
 pub mod event;
 pub mod ingest;
+#[cfg(feature = "backfill")]
+pub mod inventory;
 pub mod keys;
 #[cfg(feature = "lambda")]
 pub mod lambda;
