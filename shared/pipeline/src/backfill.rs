@@ -100,6 +100,20 @@ pub enum Store {
     S3(Rebased<S3Bucket>),
 }
 
+impl Store {
+    /// A folder, or an S3 prefix seen as a bucket's root: a run's output, or a stack's bucket.
+    pub async fn open(location: &Location) -> Self {
+        match location {
+            Location::Local(path) => Self::Local(LocalDir::new(path)),
+            Location::S3 { bucket, prefix } => Self::S3(Rebased::new(
+                S3Buckets::from_env().await.bucket(bucket),
+                "",
+                prefix.clone(),
+            )),
+        }
+    }
+}
+
 impl ReadObject for Store {
     async fn get(&self, key: &str) -> Result<ObjectBody, StoreError> {
         match self {

@@ -4,11 +4,10 @@
 
 use std::io::Read;
 
-use serde::Deserialize;
-use tokio::io::AsyncReadExt;
-
+use crate::ReadObject;
 use crate::event::decode_event_key;
-use crate::{ReadObject, StoreError};
+use crate::ports::{ReadWholeError, read_whole};
+use serde::Deserialize;
 
 /// The objects an inventory lists, in its order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,13 +23,7 @@ pub enum InventoryError {
     Read {
         key: String,
         #[source]
-        source: StoreError,
-    },
-    #[error("reading the body of the inventory file `{key}`")]
-    Body {
-        key: String,
-        #[source]
-        source: std::io::Error,
+        source: ReadWholeError,
     },
     #[error("`{key}` is not an S3 Inventory manifest.json")]
     Manifest {
@@ -141,22 +134,12 @@ pub async fn read_inventory(
 }
 
 async fn read_all(store: &impl ReadObject, key: &str) -> Result<Vec<u8>, InventoryError> {
-    let mut body = store
-        .get(key)
+    read_whole(store, key)
         .await
         .map_err(|source| InventoryError::Read {
             key: key.to_owned(),
             source,
-        })?;
-    let mut bytes = Vec::new();
-    body.reader
-        .read_to_end(&mut bytes)
-        .await
-        .map_err(|source| InventoryError::Body {
-            key: key.to_owned(),
-            source,
-        })?;
-    Ok(bytes)
+        })
 }
 
 /// The current objects of one inventory file (gzip when its key ends in `.gz`).

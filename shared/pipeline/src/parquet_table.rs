@@ -1,6 +1,7 @@
 //! Predictions as Parquet for Athena: one table per Hive partition (`dt=YYYY-MM-DD`), in the
 //! column order of the Glue table in `infra/` (`created_at` as a UTC timestamp, `labels` as
-//! `array<string>`, `scores` as `map<string,float>`).
+//! `array<string>`, `scores` as `map<string,float>`); and read back, for readers of a bucket
+//! that keeps only the Parquet.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -9,10 +10,14 @@ use arrow_array::builder::{
     Float32Builder, Int64Builder, ListBuilder, MapBuilder, StringBuilder,
     TimestampMillisecondBuilder,
 };
-use arrow_array::{ArrayRef, RecordBatch};
+use arrow_array::{
+    Array, ArrayRef, Float32Array, Int64Array, ListArray, MapArray, RecordBatch, StringArray,
+    TimestampMillisecondArray,
+};
 use arrow_schema::ArrowError;
 use chrono::{DateTime, Utc};
 use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 
@@ -119,6 +124,8 @@ pub enum ParquetError {
     Arrow(#[from] ArrowError),
     #[error("encoding Parquet failed")]
     Encode(#[from] parquet::errors::ParquetError),
+    #[error("column `{0}` is missing or not of the predictions table's type")]
+    Column(&'static str),
 }
 
 /// The `dt=` partition of a tweet posted at `created_at`.
@@ -153,5 +160,153 @@ impl PartitionedPredictions {
                 Ok((day, writer.into_inner()?))
             })
             .collect()
+    }
+}
+
+/// The records of one Parquet file classify wrote, in order.
+pub fn read_records(bytes: Vec<u8>) -> Result<Vec<PredictionRecord>, ParquetError> {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))?.build()?;
+    let mut records = Vec::new();
+    for batch in reader {
+        let batch = batch?;
+        records.extend(batch_records(&batch)?);
+    }
+    Ok(records)
+}
+
+fn column<'b, A: Array + 'static>(
+    batch: &'b RecordBatch,
+    name: &'static str,
+) -> Result<&'b A, ParquetError> {
+    batch
+        .column_by_name(name)
+        .and_then(|column| column.as_any().downcast_ref::<A>())
+        .ok_or(ParquetError::Column(name))
+}
+
+fn batch_records(batch: &RecordBatch) -> Result<Vec<PredictionRecord>, ParquetError> {
+    let text = |name| column::<StringArray>(batch, name);
+    let (id, author_id, author_handle, lang) = (
+        text("id")?,
+        text("author_id")?,
+        text("author_handle")?,
+        text("lang")?,
+    );
+    let (body, label, model_name, model_version, source_key) = (
+        text("text")?,
+        text("label")?,
+        text("model_name")?,
+        text("model_version")?,
+        text("source_key")?,
+    );
+    let created_at = column::<TimestampMillisecondArray>(batch, "created_at")?;
+    let score = column::<Float32Array>(batch, "score")?;
+    let labels = column::<ListArray>(batch, "labels")?;
+    let scores = column::<MapArray>(batch, "scores")?;
+    let source_index = column::<Int64Array>(batch, "source_index")?;
+    let optional =
+        |array: &StringArray, row| array.is_valid(row).then(|| array.value(row).to_owned());
+    (0..batch.num_rows())
+        .map(|row| {
+            Ok(PredictionRecord {
+                id: id.value(row).to_owned(),
+                created_at: created_at
+                    .is_valid(row)
+                    .then(|| DateTime::from_timestamp_millis(created_at.value(row)))
+                    .flatten(),
+                author_id: optional(author_id, row),
+                author_handle: optional(author_handle, row),
+                lang: optional(lang, row),
+                text: body.value(row).to_owned(),
+                label: optional(label, row),
+                score: score.value(row),
+                labels: string_list(&labels.value(row))?,
+                scores: score_map(scores, row)?,
+                model_name: model_name.value(row).to_owned(),
+                model_version: model_version.value(row).to_owned(),
+                source_key: source_key.value(row).to_owned(),
+                source_index: u64::try_from(source_index.value(row)).unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+fn string_list(values: &ArrayRef) -> Result<Vec<String>, ParquetError> {
+    let strings = values
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .ok_or(ParquetError::Column("labels"))?;
+    Ok(strings.iter().flatten().map(str::to_owned).collect())
+}
+
+fn score_map(scores: &MapArray, row: usize) -> Result<BTreeMap<String, f32>, ParquetError> {
+    let entries = scores.value(row);
+    let keys = entries
+        .column(0)
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .ok_or(ParquetError::Column("scores"))?;
+    let values = entries
+        .column(1)
+        .as_any()
+        .downcast_ref::<Float32Array>()
+        .ok_or(ParquetError::Column("scores"))?;
+    Ok(keys
+        .iter()
+        .zip(values.iter())
+        .filter_map(|(key, value)| Some((key?.to_owned(), value?)))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str, created_at: Option<&str>) -> PredictionRecord {
+        PredictionRecord {
+            id: id.to_owned(),
+            created_at: created_at.map(|at| at.parse().expect("a date")),
+            author_id: Some("7".to_owned()),
+            author_handle: None,
+            lang: Some("es".to_owned()),
+            text: "¡Gracias @Iberia!".to_owned(),
+            label: Some("positive".to_owned()),
+            score: 0.875,
+            labels: vec!["positive".to_owned()],
+            scores: BTreeMap::from([
+                ("negative".to_owned(), 0.125),
+                ("positive".to_owned(), 0.875),
+            ]),
+            model_name: "sentiment".to_owned(),
+            model_version: "1.0.0".to_owned(),
+            source_key: "raw/a b.json".to_owned(),
+            source_index: 3,
+        }
+    }
+
+    #[test]
+    fn records_read_back_as_written() {
+        let written = [
+            record("1", Some("2024-05-01T10:00:00Z")),
+            record("2", Some("2024-05-01T23:59:59.123Z")),
+            record("3", None),
+        ];
+        let mut table = PartitionedPredictions::default();
+        for record in &written {
+            table.push(record).expect("pushed");
+        }
+        let files = table.into_files().expect("encoded");
+        let days: Vec<&str> = files.iter().map(|(day, _)| day.as_str()).collect();
+        assert_eq!(days, ["2024-05-01", UNDATED_PARTITION]);
+        let read: Vec<PredictionRecord> = files
+            .into_iter()
+            .flat_map(|(_, bytes)| read_records(bytes).expect("readable"))
+            .collect();
+        assert_eq!(read, written);
+    }
+
+    #[test]
+    fn a_file_that_is_not_the_table_is_refused() {
+        assert!(read_records(b"not parquet".to_vec()).is_err());
     }
 }

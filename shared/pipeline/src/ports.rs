@@ -56,6 +56,34 @@ pub trait DeleteObject: Sync {
     fn delete(&self, key: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
+/// Why a whole object could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadWholeError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("reading the body of `{key}`")]
+    Body {
+        key: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// A small object's whole body (a manifest, an inventory file), in memory.
+pub async fn read_whole(store: &impl ReadObject, key: &str) -> Result<Vec<u8>, ReadWholeError> {
+    use tokio::io::AsyncReadExt;
+    let mut body = store.get(key).await?;
+    let mut bytes = Vec::new();
+    body.reader
+        .read_to_end(&mut bytes)
+        .await
+        .map_err(|source| ReadWholeError::Body {
+            key: key.to_owned(),
+            source,
+        })?;
+    Ok(bytes)
+}
+
 /// Hands out a store per bucket, for handlers that learn the bucket from their event.
 pub trait Buckets: Sync {
     type Store: ReadObject + WriteObject + ListObjects + DeleteObject + Send + Sync;

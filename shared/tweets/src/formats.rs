@@ -363,6 +363,13 @@ static HASHTAG: LazyLock<Regex> =
 static URL: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(?i)\bhttps?://[^\s]+").expect("static regex"));
 
+/// The hashtags and mentioned accounts a text carries, found as for records without an
+/// `entities` object (for records that no longer carry entities, as predictions).
+pub fn hashtags_and_mentions(text: &str) -> (Vec<String>, Vec<String>) {
+    let (hashtags, mentions, _) = entities_from_text(text);
+    (hashtags, mentions)
+}
+
 /// Entities found in the text, for records that came without an `entities` object.
 fn entities_from_text(text: &str) -> (Vec<String>, Vec<String>, Vec<String>) {
     let captures = |regex: &Regex, group: usize| -> Vec<String> {
