@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use classifier::eval_report::{
-    Asked, EvalReport, EvalReportError, MISTAKES_FILE, Review, UNCERTAIN_FILE, judge,
+    Asked, EvalReport, EvalReportError, MISTAKES_FILE, Review, UNCERTAIN_FILE,
 };
-use classifier::evaluate::{EvaluationError, Target};
+use classifier::evaluate::{EvaluationError, Target, judge};
 use classifier::model_dir::LABELS_FILE;
 use classifier::runs::{RunContext, RunRecord};
 use classifier::{Classifier, LabelsFile, ProblemType};
@@ -174,9 +174,12 @@ fn evaluate_file(
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let judged = judge(classifier, &set.examples, |done| {
-        progress.set_position(done as u64);
-    })?;
+    let judged = judge(
+        classifier,
+        &set.examples,
+        |example| (example.text.as_str(), example.labels.as_slice()),
+        |done| progress.set_position(done as u64),
+    )?;
     progress.finish_and_clear();
     let report = EvalReport::compute(model, model_dir, input, &judged, groups.as_deref(), asked)
         .map_err(|error| match error {

@@ -10,8 +10,6 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde::Serialize;
 
-use crate::Classifier;
-use crate::PredictError;
 use crate::evaluate::{
     BinaryAccuracy, Evaluation, EvaluationError, GroupEvaluation, Judged, Target, ThresholdPoint,
     ThresholdSweep, binary_accuracy, confidence, decided_with, evaluate, evaluate_groups,
@@ -19,9 +17,6 @@ use crate::evaluate::{
 };
 use crate::labelled::Labelled;
 use crate::labels::{LabelsFile, ProblemType};
-
-/// Texts classified per call while judging (and per progress report).
-const JUDGE_CHUNK: usize = 256;
 
 /// The figures asked for beyond the standard ones.
 #[derive(Debug, Clone, Default)]
@@ -81,30 +76,6 @@ pub enum EvalReportError {
         path: PathBuf,
         source: std::io::Error,
     },
-}
-
-/// Classifies every example, reporting the number done after each chunk.
-pub fn judge(
-    classifier: &Classifier,
-    examples: &[Labelled],
-    mut progress: impl FnMut(usize),
-) -> Result<Vec<Judged>, PredictError> {
-    let mut judged = Vec::with_capacity(examples.len());
-    for chunk in examples.chunks(JUDGE_CHUNK) {
-        let texts: Vec<&str> = chunk.iter().map(|example| example.text.as_str()).collect();
-        let (predictions, _) = classifier.predict(&texts)?;
-        judged.extend(
-            chunk
-                .iter()
-                .zip(predictions)
-                .map(|(example, predicted)| Judged {
-                    actual: example.labels.clone(),
-                    predicted,
-                }),
-        );
-        progress(judged.len());
-    }
-    Ok(judged)
 }
 
 impl EvalReport {

@@ -9,6 +9,35 @@ use tweets::Prediction;
 use crate::engine::decide_probabilities;
 use crate::labels::{LabelsFile, ProblemType};
 
+/// Texts classified at once while judging: the progress display moves after each chunk.
+const JUDGE_CHUNK: usize = 256;
+
+/// Classifies `examples` (each seen through `parts` as its text and true labels) in chunks
+/// and pairs every decision with its true labels; `progress` hears how many are done.
+pub fn judge<T>(
+    classifier: &crate::Classifier,
+    examples: &[T],
+    parts: impl Fn(&T) -> (&str, &[String]),
+    mut progress: impl FnMut(usize),
+) -> Result<Vec<Judged>, crate::PredictError> {
+    let mut judged = Vec::with_capacity(examples.len());
+    for chunk in examples.chunks(JUDGE_CHUNK) {
+        let texts: Vec<&str> = chunk.iter().map(|example| parts(example).0).collect();
+        let (predictions, _) = classifier.predict(&texts)?;
+        judged.extend(
+            chunk
+                .iter()
+                .zip(predictions)
+                .map(|(example, predicted)| Judged {
+                    actual: parts(example).1.to_vec(),
+                    predicted,
+                }),
+        );
+        progress(judged.len());
+    }
+    Ok(judged)
+}
+
 /// One evaluated example: its true labels and what the model decided.
 #[derive(Debug, Clone)]
 pub struct Judged {

@@ -13,7 +13,7 @@ use serde_json::json;
 use tweets::{CleaningRule, CleaningVersion, EmojiMode};
 
 use crate::evaluate::{
-    EvaluationError, Judged, MIN_POSITIVES_TO_TUNE, TunedThreshold, decided_with, evaluate,
+    EvaluationError, Judged, MIN_POSITIVES_TO_TUNE, TunedThreshold, decided_with, evaluate, judge,
     tune_thresholds,
 };
 use crate::export::{ExportError, write_model_dir};
@@ -185,25 +185,19 @@ impl TrainedModel {
         on_event: &mut impl FnMut(TrainEvent<'_>),
     ) -> Result<Vec<Judged>, WriteError> {
         let classifier = Classifier::load(out, InferenceOptions::default())?;
-        let mut judged = Vec::with_capacity(self.threshold_examples.len());
-        for chunk in self.threshold_examples.chunks(CHUNK) {
-            let texts: Vec<&str> = chunk.iter().map(|(text, _)| text.as_str()).collect();
-            let (predictions, _) = classifier.predict(&texts)?;
-            judged.extend(
-                chunk
-                    .iter()
-                    .zip(predictions)
-                    .map(|((_, labels), predicted)| Judged {
-                        actual: labels.clone(),
-                        predicted,
-                    }),
-            );
-            on_event(TrainEvent::Texts {
-                phase: "tuning thresholds on valid",
-                done: judged.len(),
-                total: self.threshold_examples.len(),
-            });
-        }
+        let total = self.threshold_examples.len();
+        let judged = judge(
+            &classifier,
+            &self.threshold_examples,
+            |(text, labels)| (text.as_str(), labels.as_slice()),
+            |done| {
+                on_event(TrainEvent::Texts {
+                    phase: "tuning thresholds on valid",
+                    done,
+                    total,
+                });
+            },
+        )?;
         Ok(judged)
     }
 }
