@@ -13,6 +13,7 @@ ratio of the large size to the small one.
 """
 
 import argparse
+import datetime
 import json
 import random
 import shutil
@@ -25,6 +26,7 @@ from pathlib import Path
 PART = 20_000
 LABELS = ["negative", "neutral", "positive"]
 LANGS = ["en", "es", "fr", "de", "pt", "it", "ja", "ar", "hi", "und"]
+START = datetime.date(2024, 1, 1)
 
 
 def templates(tweetclf: str, work: Path) -> tuple[dict, dict]:
@@ -49,14 +51,14 @@ def lay_out(folder: Path, predictions: int, ingest: dict, classify: dict) -> Non
             label_counts[label] = label_counts.get(label, 0) + 1
             scores = {other: 0.05 for other in LABELS}
             scores[label] = round(rng.uniform(0.5, 0.99), 4)
-            day = 1 + rng.randrange(90)
+            posted = START + datetime.timedelta(days=rng.randrange(90))
             text = (
                 f"tweet {part + index} about #topic{rng.randrange(5000)} "
                 f"for @brand{rng.randrange(300)} {label}"
             )
             lines.append(json.dumps({
                 "id": str(part + index),
-                "created_at": f"2024-{1 + (day - 1) // 30:02d}-{1 + (day - 1) % 30:02d}T10:00:00Z",
+                "created_at": f"{posted.isoformat()}T10:00:00Z",
                 "author_id": str(rng.randrange(50_000)),
                 "author_handle": f"user{rng.randrange(50_000)}",
                 "lang": rng.choice(LANGS), "text": text, "label": label,

@@ -70,10 +70,12 @@ async fn report_async(args: &ReportArgs, config: &IngestConfig) -> anyhow::Resul
         args.out,
         started.elapsed().as_secs_f64()
     )?;
-    if !insights.unreadable.is_empty() {
+    if insights.unreadable_total > 0 {
         writeln!(
             stdout,
-            "  {} object(s) or line(s) could not be read: listed at the end of the page",
+            "  {} object(s) or line(s) could not be read: the first {} are listed at the end \
+             of the page",
+            insights.unreadable_total,
             insights.unreadable.len()
         )?;
     }

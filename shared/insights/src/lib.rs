@@ -17,6 +17,9 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 pub use page::render;
 
+/// Unreadable objects and lines listed by name; the rest are counted.
+pub const UNREADABLE_SHOWN: usize = 50;
+
 /// The label whose share the page follows (`negative` when the model has it).
 const FOCUS_LABEL: &str = "negative";
 /// The label shown opposite it, when the model has it.
@@ -63,8 +66,11 @@ pub struct Insights {
     /// The most confident tweets labelled with the focus label, and with its opposite.
     pub most: BTreeMap<String, Vec<Example>>,
     pub funnel: Funnel,
-    /// Objects that could not be read as what their prefix says, with why.
+    /// The first objects or lines that could not be read as what their prefix says, with
+    /// why (at most `UNREADABLE_SHOWN`: a broken dump must not fill the page or the memory).
     pub unreadable: Vec<Unreadable>,
+    /// How many could not be read in all.
+    pub unreadable_total: u64,
     /// Options the rankings were made with.
     pub min_tweets: u64,
 }
@@ -273,6 +279,10 @@ impl Reading {
     }
 
     fn unreadable(&mut self, key: &str, error: &dyn std::error::Error) {
+        self.insights.unreadable_total += 1;
+        if self.insights.unreadable.len() == UNREADABLE_SHOWN {
+            return;
+        }
         self.insights.unreadable.push(Unreadable {
             key: key.to_owned(),
             error: error.to_string(),
@@ -649,7 +659,8 @@ mod tests {
             })
             .collect();
         let buckets = processed(&raw).await;
-        buckets.insert("b", "predictions/hand made.jsonl", "not json\n\n");
+        let garbage = "not json\n\n".repeat(UNREADABLE_SHOWN + 10);
+        buckets.insert("b", "predictions/hand made.jsonl", garbage);
         let options = Options {
             min_tweets: 5,
             top_tweets: 2,
@@ -660,13 +671,17 @@ mod tests {
         assert!(insights.topics.is_empty() && insights.authors.is_empty());
         assert_eq!(insights.most["negative"].len(), 2);
         assert_eq!(
-            insights
-                .unreadable
+            insights.unreadable[..2]
                 .iter()
                 .map(|item| item.key.as_str())
                 .collect::<Vec<_>>(),
-            ["predictions/hand made.jsonl line 1"]
+            [
+                "predictions/hand made.jsonl line 1",
+                "predictions/hand made.jsonl line 3"
+            ]
         );
+        assert_eq!(insights.unreadable.len(), UNREADABLE_SHOWN);
+        assert_eq!(insights.unreadable_total, UNREADABLE_SHOWN as u64 + 10);
     }
 
     #[tokio::test]
@@ -704,6 +719,30 @@ mod tests {
                 .collect::<Vec<_>>(),
             ["predictions-parquet/dt=2024-05-09/junk.parquet"]
         );
+    }
+
+    #[tokio::test]
+    async fn without_manifests_the_page_says_so_and_counts_the_predictions() {
+        let raw = [
+            tweet(1, 1, "ann", "en", "I hate waiting at #gate12"),
+            tweet(2, 2, "bob", "es", "I love the crew today"),
+        ];
+        let buckets = processed(&raw).await;
+        let store = buckets.bucket("b");
+        for key in buckets.keys("b") {
+            if key.starts_with("manifests/") {
+                pipeline::DeleteObject::delete(&store, &key)
+                    .await
+                    .expect("deleted");
+            }
+        }
+        let insights = collect(&store, &Prefixes::default(), &Options::default(), |_| {})
+            .await
+            .expect("collected");
+        assert_eq!(insights.funnel.total().records_in, 0);
+        let page = render(&insights);
+        assert!(page.contains(r#"data-tile="classified">2<"#), "{page}");
+        assert!(page.contains(r#"data-note="no-manifests""#));
     }
 
     #[tokio::test]

@@ -69,12 +69,15 @@ pub fn render(insights: &Insights) -> String {
                 h2 { "From records to predictions" }
                 (funnel(&total))
                 (sources(insights))
-                @if !insights.unreadable.is_empty() {
-                    h2 { "Could not be read" }
+                @if insights.unreadable_total > 0 {
+                    h2 { "Could not be read (" (insights.unreadable_total) ")" }
                     ul data-list="unreadable" {
                         @for item in &insights.unreadable {
                             li { code { (item.key) } ": " (item.error) }
                         }
+                    }
+                    @if insights.unreadable_total > insights.unreadable.len() as u64 {
+                        p.note { "The first " (insights.unreadable.len()) " are listed." }
                     }
                 }
             }
@@ -112,13 +115,19 @@ fn meta_line(insights: &Insights) -> String {
 
 fn tiles(insights: &Insights, total: &SourceFunnel) -> Markup {
     let shares = label_totals(&insights.by_day);
+    // From the manifests; from the predictions read when the manifests are gone (they
+    // expire before the predictions in the stack's bucket).
+    let classified = match insights.funnel.sources.is_empty() {
+        true => insights.predictions,
+        false => total.classified,
+    };
     html! {
         div.tiles {
             div.tile { b data-tile="records-in" { (total.records_in) } "records in" }
             div.tile { b data-tile="kept" { (total.kept) } "kept" }
             div.tile { b data-tile="filtered" { (total.filtered_total()) } "filtered" }
             div.tile { b data-tile="rejected" { (total.rejected) } "rejected" }
-            div.tile { b data-tile="classified" { (insights.predictions) } "classified" }
+            div.tile { b data-tile="classified" { (classified) } "classified" }
             @for (label, count) in &shares {
                 div.tile {
                     b { (percent(*count, insights.predictions)) }
@@ -387,6 +396,13 @@ fn funnel(total: &SourceFunnel) -> Markup {
                         (count) " (" (percent(*count, total.records_in)) ")"
                     }
                 }
+            }
+        }
+        @if total.records_in == 0 {
+            p.note data-note="no-manifests" {
+                "No ingest manifests were found (in the stack they expire after "
+                "ManifestRetentionDays): the funnel is empty, and the charts above come from "
+                "the predictions alone."
             }
         }
         p.note {
