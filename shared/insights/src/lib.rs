@@ -432,17 +432,17 @@ impl Reading {
                 continue;
             }
             if let Some(&score) = record.scores.get(label) {
-                let example = Example {
-                    id: record.id.clone(),
-                    score,
-                    text: record.text.clone(),
-                    author: record.author_handle.clone(),
-                    day: day.clone(),
-                };
                 keep_top(
                     insights.most.entry(label.to_owned()).or_default(),
-                    example,
+                    score,
                     self.options.top_tweets,
+                    || Example {
+                        id: record.id.clone(),
+                        score,
+                        text: record.text.clone(),
+                        author: record.author_handle.clone(),
+                        day: day.clone(),
+                    },
                 );
             }
         }
@@ -484,11 +484,17 @@ fn ranked(counts: HashMap<String, Ranked>, min: u64) -> Vec<Ranked> {
     ranked
 }
 
-/// Keeps the `top` highest scores, highest first (ties: the tweet read first).
-fn keep_top(examples: &mut Vec<Example>, example: Example, top: usize) {
-    let at = examples.partition_point(|kept| kept.score >= example.score);
+/// Keeps the `top` highest scores, highest first (ties: the tweet read first); the example
+/// is only made when it is kept.
+fn keep_top(
+    examples: &mut Vec<Example>,
+    score: f32,
+    top: usize,
+    example: impl FnOnce() -> Example,
+) {
+    let at = examples.partition_point(|kept| kept.score >= score);
     if at < top {
-        examples.insert(at, example);
+        examples.insert(at, example());
         examples.truncate(top);
     }
 }
