@@ -37,8 +37,12 @@ random.Random(7).shuffle(rows)
 for i, row in enumerate(rows[: int(sys.argv[1])]):
     print(json.dumps({"id_str": str(i + 1), "text": row["text"]}, ensure_ascii=False))
 PY
+rm -rf "$results/ingest"
 FILTER_LANGUAGES='*' FILTER_RETWEETS=false FILTER_AUTO_GENERATED_PHRASES='' FILTER_MIN_CONTENT_CHARS=0 \
-    FILTER_DUPLICATES=false "$tweetclf" ingest "$results/texts.jsonl" --out "$results/clean" > /dev/null
+    FILTER_DUPLICATES=false "$tweetclf" ingest "$results/texts.jsonl" --out "$results/ingest" > /dev/null
+# ingest lays its output out as the bucket (clean/<input>/part-*.jsonl): one file for the references.
+cat "$results"/ingest/clean/texts.jsonl/part-*.jsonl > "$results/clean.jsonl"
+[ "$(wc -l < "$results/clean.jsonl")" -eq "$texts" ] || { echo "ingest kept fewer than $texts texts" >&2; exit 1; }
 
 step "the previous default, sentiment 0.2.0 (all-MiniLM-L6-v2), from git history → $minilm"
 if [ ! -f "$minilm/labels.json" ]; then
@@ -64,11 +68,11 @@ for round in $(seq "$rounds"); do
     for backend in torch onnx onnx-int8; do
         step "round $round/$rounds: $backend"
         .venv-bench/bin/python bench/reference_bench.py --backend "$backend" --model "$minilm" \
-            --input "$results/clean/clean.jsonl" "${common[@]}" > "$out/$backend.json"
+            --input "$results/clean.jsonl" "${common[@]}" > "$out/$backend.json"
     done
     step "round $round/$rounds: torch, multilingual-e5-small"
     .venv-bench/bin/python bench/reference_bench.py --backend torch --model "$e5_model" \
-        --input "$results/clean/clean.jsonl" "${common[@]}" > "$out/torch-e5.json"
+        --input "$results/clean.jsonl" "${common[@]}" > "$out/torch-e5.json"
 done
 
 step "BENCHMARKS.md"
