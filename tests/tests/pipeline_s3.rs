@@ -364,12 +364,7 @@ async fn through_a_queue_and_eventbridge_with_failed_messages_named() {
         .handle(invoke(batch))
         .await
         .expect("a batch answers with its failures");
-    let failed: Vec<&str> = response
-        .batch_item_failures
-        .iter()
-        .flatten()
-        .map(|failure| failure.item_identifier.as_str())
-        .collect();
+    let failed = response.failed_message_ids();
     assert_eq!(failed, ["no-bucket", "garbled"], "{response:?}");
     let [outcome] = response.objects.as_slice() else {
         panic!("one object ingested: {response:?}");

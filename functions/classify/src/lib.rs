@@ -247,6 +247,16 @@ mod tests {
         );
     }
 
+    /// The retraction named the four objects classifying the part wrote and left the bucket
+    /// empty.
+    fn assert_all_four_outputs_retracted(response: &ClassifyResponse, buckets: &MemoryBuckets) {
+        assert!(
+            matches!(&response.objects[0].status, Status::Retracted { deleted } if deleted.len() == 4),
+            "{response:?}"
+        );
+        assert!(buckets.keys("b").is_empty(), "{:?}", buckets.keys("b"));
+    }
+
     #[tokio::test]
     async fn a_deleted_parts_predictions_are_deleted_with_it() {
         let buckets = MemoryBuckets::new();
@@ -268,11 +278,7 @@ mod tests {
             .handle(invoke(event, 0))
             .await
             .expect("retracted");
-        assert!(
-            matches!(&response.objects[0].status, Status::Retracted { deleted } if deleted.len() == 4),
-            "{response:?}"
-        );
-        assert!(buckets.keys("b").is_empty(), "{:?}", buckets.keys("b"));
+        assert_all_four_outputs_retracted(&response, &buckets);
     }
 
     #[tokio::test]
@@ -317,11 +323,7 @@ mod tests {
             .handle(invoke(deleted, 0))
             .await
             .expect("retracted");
-        assert!(
-            matches!(&response.objects[0].status, Status::Retracted { deleted } if deleted.len() == 4),
-            "{response:?}"
-        );
-        assert!(buckets.keys("b").is_empty(), "{:?}", buckets.keys("b"));
+        assert_all_four_outputs_retracted(&response, &buckets);
     }
 
     #[tokio::test]

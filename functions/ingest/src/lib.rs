@@ -236,12 +236,7 @@ mod tests {
             .handle(invoke(sqs_batch("b", &["raw/a.jsonl", "raw/b.jsonl"])))
             .await
             .expect("a batch answers with its failures");
-        let failed: Vec<&str> = response
-            .batch_item_failures
-            .iter()
-            .flatten()
-            .map(|failure| failure.item_identifier.as_str())
-            .collect();
+        let failed = response.failed_message_ids();
         assert_eq!(failed, ["message-0"]);
         assert_eq!(response.objects.len(), 1);
         assert_eq!(response.objects[0].key, "raw/b.jsonl");

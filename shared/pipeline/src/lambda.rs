@@ -27,6 +27,17 @@ pub struct ObjectsResponse<S> {
     pub batch_item_failures: Option<Vec<BatchItemFailure>>,
 }
 
+impl<S> ObjectsResponse<S> {
+    /// The ids of the queued messages that failed, in batch order (none for a direct event).
+    pub fn failed_message_ids(&self) -> Vec<&str> {
+        self.batch_item_failures
+            .iter()
+            .flatten()
+            .map(|failure| failure.item_identifier.as_str())
+            .collect()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ObjectOutcome<S> {
     pub bucket: String,

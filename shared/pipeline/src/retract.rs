@@ -5,12 +5,11 @@
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
-use tokio::io::AsyncReadExt;
 
 use crate::classify::{ClassifyManifest, ClassifyObjectError};
 use crate::keys::{ClassifyKeys, Prefixes};
 use crate::parquet_table::partition_day;
-use crate::ports::{DeleteObject, ReadObject, StoreError};
+use crate::ports::{DeleteObject, ReadObject, ReadWholeError, StoreError, read_whole};
 
 /// What retracting one deleted clean object did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,17 +92,12 @@ async fn read_if_present(
     store: &impl ReadObject,
     key: &str,
 ) -> Result<Option<Vec<u8>>, ClassifyObjectError> {
-    let mut body = match store.get(key).await {
-        Ok(body) => body,
-        Err(StoreError::NotFound { .. }) => return Ok(None),
-        Err(error) => return Err(error.into()),
-    };
-    let mut bytes = Vec::new();
-    body.reader
-        .read_to_end(&mut bytes)
-        .await
-        .map_err(ClassifyObjectError::Read)?;
-    Ok(Some(bytes))
+    match read_whole(store, key).await {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(ReadWholeError::Store(StoreError::NotFound { .. })) => Ok(None),
+        Err(ReadWholeError::Store(error)) => Err(error.into()),
+        Err(ReadWholeError::Body { source, .. }) => Err(ClassifyObjectError::Read(source)),
+    }
 }
 
 #[cfg(test)]
