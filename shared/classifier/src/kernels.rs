@@ -5,8 +5,9 @@
 //! forward pass. Each function here does one fused pass over a row, written so the compiler
 //! can vectorize it; `bert.rs` splits rows across the thread pool. The entry points are also
 //! compiled for AVX2 (`multiversion`, chosen once at run time): on x86-64 the baseline is SSE2,
-//! half the vector width. Both versions do the same operations in the same order (no fused
-//! multiply-add is introduced), so they give the same bits.
+//! half the vector width. Both versions are the same source with the same operation order
+//! (Rust never contracts `a * b + c` into a fused multiply-add), so only the vector width
+//! differs; the parity tests run whichever version the CPU picks.
 
 use multiversion::multiversion;
 
@@ -217,9 +218,10 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 
 /// `e^x` for `f32`, as Cephes' `expf` computes it: `x = n·ln 2 + r` with `|r| ≤ ln 2 / 2`, a
 /// degree-7 polynomial for `e^r`, and `2^n` put straight into the exponent bits. Branch-free,
-/// so the softmax loop vectorizes (`f32::exp` is a libm call per element); within 2 ulp of the
-/// exact value over the softmax's range (tested below). Inputs under −87 give 0, as `expf`'s
-/// result would be subnormal there.
+/// so the softmax loop can vectorize (`f32::exp` is a libm call per element); within 2 ulp of
+/// the exact value on [−87, 88] (tested below). Inputs are clamped to that range, where `expf`
+/// would go subnormal or overflow: a score 87 below the row's maximum weighs e^−87 instead of
+/// less, which is nothing beside the maximum's 1.
 #[inline(always)]
 pub(crate) fn exp(x: f32) -> f32 {
     const LOG2_E: f32 = std::f32::consts::LOG2_E;
