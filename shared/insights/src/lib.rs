@@ -539,6 +539,26 @@ mod tests {
         buckets
     }
 
+    /// Two tweets by different authors, days and languages (`en` on day 1, `es` on day 2).
+    fn two_tweets() -> [String; 2] {
+        [
+            tweet(1, 1, "ann", "en", "I hate waiting at #gate12"),
+            tweet(2, 2, "bob", "es", "I love the crew today"),
+        ]
+    }
+
+    /// Deletes every object of bucket `b` under `prefix`, as an expiry rule would.
+    async fn delete_under(buckets: &MemoryBuckets, prefix: &str) {
+        let store = buckets.bucket("b");
+        for key in buckets.keys("b") {
+            if key.starts_with(prefix) {
+                pipeline::DeleteObject::delete(&store, &key)
+                    .await
+                    .expect("deleted");
+            }
+        }
+    }
+
     async fn insights_of(buckets: &MemoryBuckets, options: &Options) -> Insights {
         let mut steps = Vec::new();
         let insights = collect(
@@ -692,20 +712,10 @@ mod tests {
 
     #[tokio::test]
     async fn the_parquet_is_read_when_the_json_lines_are_gone() {
-        let raw = [
-            tweet(1, 1, "ann", "en", "I hate waiting at #gate12"),
-            tweet(2, 2, "bob", "es", "I love the crew today"),
-        ];
-        let buckets = processed(&raw).await;
+        let buckets = processed(&two_tweets()).await;
         let from_lines = insights_of(&buckets, &Options::default()).await;
+        delete_under(&buckets, "predictions/").await;
         let store = buckets.bucket("b");
-        for key in buckets.keys("b") {
-            if key.starts_with("predictions/") {
-                pipeline::DeleteObject::delete(&store, &key)
-                    .await
-                    .expect("deleted");
-            }
-        }
         buckets.insert(
             "b",
             "predictions-parquet/dt=2024-05-09/junk.parquet",
@@ -729,19 +739,9 @@ mod tests {
 
     #[tokio::test]
     async fn without_manifests_the_page_says_so_and_counts_the_predictions() {
-        let raw = [
-            tweet(1, 1, "ann", "en", "I hate waiting at #gate12"),
-            tweet(2, 2, "bob", "es", "I love the crew today"),
-        ];
-        let buckets = processed(&raw).await;
+        let buckets = processed(&two_tweets()).await;
+        delete_under(&buckets, "manifests/").await;
         let store = buckets.bucket("b");
-        for key in buckets.keys("b") {
-            if key.starts_with("manifests/") {
-                pipeline::DeleteObject::delete(&store, &key)
-                    .await
-                    .expect("deleted");
-            }
-        }
         let insights = collect(&store, &Prefixes::default(), &Options::default(), |_| {})
             .await
             .expect("collected");
