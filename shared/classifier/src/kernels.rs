@@ -133,7 +133,8 @@ impl AttentionShape {
 #[derive(Default)]
 pub(crate) struct AttentionScratch {
     query: Vec<f32>,
-    key: Vec<f32>,
+    /// `(head_size, tokens rounded up to KEY_BLOCK)`: the keys transposed, zero-padded.
+    key_t: Vec<f32>,
     value: Vec<f32>,
     scores: Vec<f32>,
 }
@@ -153,67 +154,136 @@ pub(crate) fn sequence_attention(
     let hidden = shape.hidden();
     let size = shape.head_size;
     let scale = 1.0 / (size as f32).sqrt();
+    let tokens = qkv.len() / (3 * hidden);
+    let padded = tokens.next_multiple_of(KEY_BLOCK);
     out.fill(0.0);
     for head in 0..shape.heads {
-        // Gather this head's rows contiguously, biases added and the query pre-scaled.
-        for (buffer, part, factor) in [
-            (&mut scratch.query, 0, scale),
-            (&mut scratch.key, 1, 1.0),
-            (&mut scratch.value, 2, 1.0),
-        ] {
-            let column = part * hidden + head * size;
-            let bias = &qkv_bias[column..column + size];
-            buffer.clear();
-            for row in qkv.chunks_exact(3 * hidden) {
-                buffer.extend(
-                    row[column..column + size]
-                        .iter()
-                        .zip(bias)
-                        .map(|(value, bias)| (value + bias) * factor),
-                );
-            }
-        }
-        scratch.scores.resize(scratch.key.len() / size, 0.0);
+        gather_head(qkv, qkv_bias, shape, head, scale, scratch);
+        scratch.scores.resize(padded, 0.0);
         for (query, out_row) in scratch
             .query
             .chunks_exact(size)
             .zip(out.chunks_exact_mut(hidden))
         {
-            for (score, key) in scratch
-                .scores
-                .iter_mut()
-                .zip(scratch.key.chunks_exact(size))
-            {
-                *score = dot(query, key);
-            }
-            softmax_in_place(&mut scratch.scores);
-            let context = &mut out_row[head * size..(head + 1) * size];
-            for (weight, value) in scratch.scores.iter().zip(scratch.value.chunks_exact(size)) {
-                for (context, value) in context.iter_mut().zip(value) {
-                    *context += weight * value;
-                }
-            }
+            score_keys(query, &scratch.key_t, &mut scratch.scores);
+            let weights = &mut scratch.scores[..tokens];
+            softmax_in_place(weights);
+            weigh_values(
+                weights,
+                &scratch.value,
+                &mut out_row[head * size..(head + 1) * size],
+            );
         }
     }
 }
 
-/// Dot product with eight independent accumulators, so it vectorizes without `-ffast-math`.
+/// Keys scored together: their running sums stay in registers (four AVX2 vectors) while the
+/// query's components go by.
+const KEY_BLOCK: usize = 32;
+/// Context components summed together (one AVX2 vector).
+const DIM_BLOCK: usize = 8;
+/// Values summed into separate partial sums, so consecutive multiply-adds do not wait on each
+/// other.
+const VALUE_STREAMS: usize = 4;
+
+/// `scores = keys · query`, from `key_t` (`(head_size, padded)`, zeros past the last token),
+/// a block of keys at a time.
 #[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut lanes = [0.0f32; 8];
-    let (a_chunks, b_chunks) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = a_chunks
-        .remainder()
-        .iter()
-        .zip(b_chunks.remainder())
-        .map(|(a, b)| a * b)
-        .sum();
-    for (a, b) in a_chunks.zip(b_chunks) {
-        for lane in 0..8 {
-            lanes[lane] += a[lane] * b[lane];
+fn score_keys(query: &[f32], key_t: &[f32], scores: &mut [f32]) {
+    let padded = scores.len();
+    for (block, out) in scores.as_chunks_mut::<KEY_BLOCK>().0.iter_mut().enumerate() {
+        let mut sums = [0.0f32; KEY_BLOCK];
+        for (&component, key_row) in query.iter().zip(key_t.chunks_exact(padded)) {
+            let keys = &key_row.as_chunks::<KEY_BLOCK>().0[block];
+            for (sum, key) in sums.iter_mut().zip(keys) {
+                *sum += component * key;
+            }
+        }
+        *out = sums;
+    }
+}
+
+/// `context += Σ weight_j · value_j` over the tokens' values (`(tokens, head_size)`).
+#[inline(always)]
+fn weigh_values(weights: &[f32], values: &[f32], context: &mut [f32]) {
+    let size = context.len();
+    let (blocks, rest) = context.as_chunks_mut::<DIM_BLOCK>();
+    let first_rest = blocks.len() * DIM_BLOCK;
+    for (block, out) in blocks.iter_mut().enumerate() {
+        let component = |value: &[f32]| value.as_chunks::<DIM_BLOCK>().0[block];
+        let mut sums = [[0.0f32; DIM_BLOCK]; VALUE_STREAMS];
+        let weight_groups = weights.chunks_exact(VALUE_STREAMS);
+        let value_groups = values.chunks_exact(VALUE_STREAMS * size);
+        let (last_weights, last_values) = (weight_groups.remainder(), value_groups.remainder());
+        for (group_weights, group_values) in weight_groups.zip(value_groups) {
+            for (stream, sum) in sums.iter_mut().enumerate() {
+                let weight = group_weights[stream];
+                let value = component(&group_values[stream * size..(stream + 1) * size]);
+                for lane in 0..DIM_BLOCK {
+                    sum[lane] += weight * value[lane];
+                }
+            }
+        }
+        for (weight, value) in last_weights.iter().zip(last_values.chunks_exact(size)) {
+            for (sum, value) in sums[0].iter_mut().zip(component(value)) {
+                *sum += weight * value;
+            }
+        }
+        for (lane, out) in out.iter_mut().enumerate() {
+            *out += sums.iter().map(|sum| sum[lane]).sum::<f32>();
         }
     }
-    lanes.iter().sum::<f32>() + tail
+    for (offset, out) in rest.iter_mut().enumerate() {
+        let column = first_rest + offset;
+        *out += weights
+            .iter()
+            .zip(values.chunks_exact(size))
+            .map(|(weight, value)| weight * value[column])
+            .sum::<f32>();
+    }
+}
+
+/// One head's projections, biases added: queries pre-scaled and values one row per token,
+/// keys transposed (one row per component) so that scoring runs across tokens.
+#[inline(always)]
+fn gather_head(
+    qkv: &[f32],
+    qkv_bias: &[f32],
+    shape: AttentionShape,
+    head: usize,
+    scale: f32,
+    scratch: &mut AttentionScratch,
+) {
+    let hidden = shape.hidden();
+    let size = shape.head_size;
+    let tokens = qkv.len() / (3 * hidden);
+    let columns = |part: usize| part * hidden + head * size..part * hidden + (head + 1) * size;
+    for (buffer, part, factor) in [(&mut scratch.query, 0, scale), (&mut scratch.value, 2, 1.0)] {
+        let bias = &qkv_bias[columns(part)];
+        buffer.clear();
+        for row in qkv.chunks_exact(3 * hidden) {
+            buffer.extend(
+                row[columns(part)]
+                    .iter()
+                    .zip(bias)
+                    .map(|(value, bias)| (value + bias) * factor),
+            );
+        }
+    }
+    let key_bias = &qkv_bias[columns(1)];
+    let padded = tokens.next_multiple_of(KEY_BLOCK);
+    scratch.key_t.clear();
+    scratch.key_t.resize(size * padded, 0.0);
+    let first = columns(1).start;
+    for ((offset, bias), key_row) in key_bias
+        .iter()
+        .enumerate()
+        .zip(scratch.key_t.chunks_exact_mut(padded))
+    {
+        for (key, row) in key_row.iter_mut().zip(qkv.chunks_exact(3 * hidden)) {
+            *key = row[first + offset] + bias;
+        }
+    }
 }
 
 /// `e^x` for `f32`, as Cephes' `expf` computes it: `x = n·ln 2 + r` with `|r| ≤ ln 2 / 2`, a
@@ -356,13 +426,25 @@ mod tests {
 
     #[test]
     fn attention_matches_the_naive_computation() {
-        // A head size that is not a multiple of the dot product's eight lanes.
-        let shape = AttentionShape {
-            heads: 3,
-            head_size: 10,
-        };
+        // Head sizes below, at and off the context's eight-lane blocks; sequences shorter
+        // than a block of keys, over one with a partial group of values, and exactly two. One
+        // scratch serves every case, as it serves every sequence of a batch.
+        let mut scratch = AttentionScratch::default();
+        for (head_size, len) in [(10, 5), (32, 37), (16, 64), (32, 3)] {
+            let shape = AttentionShape {
+                heads: 3,
+                head_size,
+            };
+            assert_attention_matches_the_naive_computation(shape, len, &mut scratch);
+        }
+    }
+
+    fn assert_attention_matches_the_naive_computation(
+        shape: AttentionShape,
+        len: usize,
+        scratch: &mut AttentionScratch,
+    ) {
         let hidden = shape.hidden();
-        let len = 5;
         let qkv: Vec<f32> = (0..len * 3 * hidden)
             .map(|i| (i * 37 % 101) as f32 / 50.0 - 1.0)
             .collect();
@@ -370,18 +452,12 @@ mod tests {
             .map(|i| (i % 7) as f32 * 0.1 - 0.3)
             .collect();
         let mut out = vec![f32::NAN; len * hidden];
-        sequence_attention(
-            &qkv,
-            &bias,
-            shape,
-            &mut AttentionScratch::default(),
-            &mut out,
-        );
+        sequence_attention(&qkv, &bias, shape, scratch, &mut out);
         let expected = naive_attention(&qkv, &bias, shape);
         for (index, (got, want)) in out.iter().zip(&expected).enumerate() {
             assert!(
                 (got - want).abs() < 1e-5,
-                "element {index}: {got} vs {want}"
+                "{shape:?}, {len} tokens, element {index}: {got} vs {want}"
             );
         }
     }
