@@ -155,11 +155,10 @@ pub(crate) fn sequence_attention(
     let size = shape.head_size;
     let scale = 1.0 / (size as f32).sqrt();
     let tokens = qkv.len() / (3 * hidden);
-    let padded = tokens.next_multiple_of(KEY_BLOCK);
     out.fill(0.0);
     for head in 0..shape.heads {
         gather_head(qkv, qkv_bias, shape, head, scale, scratch);
-        scratch.scores.resize(padded, 0.0);
+        scratch.scores.resize(scratch.key_t.len() / size, 0.0);
         for (query, out_row) in scratch
             .query
             .chunks_exact(size)
@@ -244,7 +243,8 @@ fn weigh_values(weights: &[f32], values: &[f32], context: &mut [f32]) {
 }
 
 /// One head's projections, biases added: queries pre-scaled and values one row per token,
-/// keys transposed (one row per component) so that scoring runs across tokens.
+/// keys transposed (one row per component, zero-padded to whole blocks of keys) so that
+/// scoring runs across tokens.
 #[inline(always)]
 fn gather_head(
     qkv: &[f32],
@@ -256,7 +256,6 @@ fn gather_head(
 ) {
     let hidden = shape.hidden();
     let size = shape.head_size;
-    let tokens = qkv.len() / (3 * hidden);
     let columns = |part: usize| part * hidden + head * size..part * hidden + (head + 1) * size;
     for (buffer, part, factor) in [(&mut scratch.query, 0, scale), (&mut scratch.value, 2, 1.0)] {
         let bias = &qkv_bias[columns(part)];
@@ -271,7 +270,7 @@ fn gather_head(
         }
     }
     let key_bias = &qkv_bias[columns(1)];
-    let padded = tokens.next_multiple_of(KEY_BLOCK);
+    let padded = (qkv.len() / (3 * hidden)).next_multiple_of(KEY_BLOCK);
     scratch.key_t.clear();
     scratch.key_t.resize(size * padded, 0.0);
     let first = columns(1).start;
