@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use candle_core::{D, DType, Device, Tensor};
 use candle_nn::{Linear, Module, VarBuilder, linear};
 use candle_transformers::models::bert::Config as BertConfig;
+use rayon::prelude::*;
 use serde::Serialize;
 use tokenizers::{Encoding, Tokenizer, TokenizerImpl, TruncationParams};
 use tweets::{CleanConfig, Prediction};
@@ -150,7 +151,10 @@ impl TextEncoder {
         // of a multilingual model's cold start): the two are built side by side.
         let (tokenizer, bert) = std::thread::scope(|scope| {
             let tokenizer = scope.spawn(|| timed(|| TextTokenizer::load(tokenizer, preprocessing)));
-            let bert = timed(|| BertEncoder::load(vb, &config).map_err(|e| LoadError::weights(&e)));
+            let bert = timed(|| {
+                BertEncoder::load(vb, &config)
+                    .map_err(|e| LoadError::weights(&e))
+            });
             let tokenizer = tokenizer
                 .join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
@@ -218,36 +222,43 @@ impl TextEncoder {
 
     /// Cleans and tokenizes `texts`, runs them in length-sorted batches, and applies `output`
     /// to each batch's pooled vectors; rows come back in input order.
+    ///
+    /// Batches run side by side, one per worker thread: a product of a few hundred rows split
+    /// across threads spends much of its time handing out and joining the parts, while each
+    /// thread working through its own batch keeps busy. A lone batch (a single text) still
+    /// spreads its products over every thread (idle workers steal the parts).
     fn run_batches(
         &self,
         texts: &[&str],
         output: impl Fn(&Tensor) -> candle_core::Result<Tensor> + Sync,
     ) -> Result<(Vec<Vec<f32>>, InferenceTiming), PredictError> {
         let work = || {
-            let mut timing = InferenceTiming::default();
             let started = Instant::now();
             let encodings = self.encodings(texts)?;
-            timing.tokenize = started.elapsed();
+            let tokenize = started.elapsed();
 
             let started = Instant::now();
+            // Enough batches for every thread: a call of 32 texts on two threads runs as two
+            // batches of 16.
+            let max_batch =
+                (self.options.max_batch).min(texts.len().div_ceil(rayon::current_num_threads()));
+            let batches = plan_batches(&encodings, max_batch, self.options.token_budget);
+            let outputs = batches
+                .par_iter()
+                .map(|batch| Ok(output(&self.encode(batch, &encodings)?)?.to_vec2::<f32>()?))
+                .collect::<Result<Vec<_>, PredictError>>()?;
             let mut rows: Vec<Vec<f32>> = vec![Vec::new(); texts.len()];
-            for batch in plan_batches(
-                &encodings,
-                self.options.max_batch,
-                self.options.token_budget,
-            ) {
-                timing.batches += 1;
-                timing.tokens += batch
-                    .iter()
-                    .map(|index| encodings[*index].len())
-                    .sum::<usize>();
-                let pooled = self.encode(&batch, &encodings)?;
-                let values = output(&pooled)?.to_vec2::<f32>()?;
+            for (batch, values) in batches.iter().zip(outputs) {
                 for (index, row) in batch.iter().zip(values) {
                     rows[*index] = row;
                 }
             }
-            timing.infer = started.elapsed();
+            let timing = InferenceTiming {
+                tokenize,
+                infer: started.elapsed(),
+                batches: batches.len(),
+                tokens: encodings.iter().map(Encoding::len).sum(),
+            };
             Ok((rows, timing))
         };
         match &self.pool {
