@@ -13,14 +13,14 @@ use serde::Serialize;
 use tokenizers::{Encoding, Tokenizer, TokenizerImpl, TruncationParams};
 use tweets::{CleanConfig, Prediction};
 
-use crate::bert::BertEncoder;
+use crate::bert::{BertEncoder, Precision};
 use crate::labels::{HeadSpec, LabelsFile, Pooling, PoolingKind, Preprocessing, ProblemType};
 use crate::model_dir::{
     CONFIG_FILE, LABELS_FILE, LoadError, ModelFiles, TOKENIZER_FILE, WEIGHTS_FILE,
 };
 use crate::unigram::{self, UnigramTokenizer};
 
-/// Tuning that does not change results.
+/// Tuning: only `precision` changes results, and only in the last few digits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InferenceOptions {
     /// Most texts in one forward pass.
@@ -29,6 +29,7 @@ pub struct InferenceOptions {
     pub token_budget: usize,
     /// Worker threads for the matrix kernels; `None` uses every core.
     pub threads: Option<usize>,
+    pub precision: Precision,
 }
 
 impl Default for InferenceOptions {
@@ -37,6 +38,7 @@ impl Default for InferenceOptions {
             max_batch: 64,
             token_budget: 4096,
             threads: None,
+            precision: Precision::default(),
         }
     }
 }
@@ -152,7 +154,7 @@ impl TextEncoder {
         let (tokenizer, bert) = std::thread::scope(|scope| {
             let tokenizer = scope.spawn(|| timed(|| TextTokenizer::load(tokenizer, preprocessing)));
             let bert = timed(|| {
-                BertEncoder::load(vb, &config)
+                BertEncoder::load(vb, &config, options.precision)
                     .map_err(|e| LoadError::weights(&e))
             });
             let tokenizer = tokenizer

@@ -17,7 +17,7 @@ use candle_nn::VarBuilder;
 use candle_transformers::models::bert::Config;
 use serde::Serialize;
 
-use crate::bert::BertEncoder;
+use crate::bert::{BertEncoder, Precision};
 use crate::checkpoint::{
     CheckpointState, STATE_FORMAT, fingerprint, read_checkpoint, restore, write_checkpoint,
 };
@@ -265,7 +265,8 @@ fn training_inputs(
         return Ok(Inputs::Ids);
     }
     let frozen_layers = bert.frozen_layers(config);
-    let lower = BertEncoder::load(vb, config)?;
+    // The frozen layers compute what inference will compute under them.
+    let lower = BertEncoder::load(vb, config, Precision::default())?;
     let total = train.len() + valid.len();
     let mut done = 0;
     let mut cache = |set: &TokenizedExamples| {
@@ -853,7 +854,8 @@ mod tests {
                 .collect();
             merged.extend(tuned.tensors.clone());
             let merged = VarBuilder::from_tensors(merged, DType::F32, &Device::Cpu);
-            let encoder = BertEncoder::load(merged.clone(), &config).expect("encoder");
+            let encoder =
+                BertEncoder::load(merged.clone(), &config, Precision::F32).expect("encoder");
             let head = InferenceHead::load(
                 merged.pp("classifier"),
                 &HeadSpec { hidden_size: None },

@@ -746,6 +746,7 @@ mod tests {
         .expect("imports")
     }
 
+    /// The encoder with every product in f32, so that 4-bit and float storage compare exactly.
     fn encoder(dir: &Path) -> TextEncoder {
         let recipe = read_encoder_recipe(dir).expect("recipe");
         let preprocessing = Preprocessing {
@@ -759,7 +760,10 @@ mod tests {
             dir,
             &preprocessing,
             recipe.pooling,
-            InferenceOptions::default(),
+            InferenceOptions {
+                precision: crate::Precision::F32,
+                ..InferenceOptions::default()
+            },
         )
         .expect("base loads")
     }

@@ -19,6 +19,7 @@ pub mod labelled;
 pub mod labels;
 pub mod model_dir;
 pub mod optimizer;
+mod q4_matmul;
 pub mod quantized;
 pub mod recipe;
 #[cfg(feature = "report")]
@@ -29,6 +30,7 @@ pub mod train;
 pub mod trainable_bert;
 pub mod unigram;
 
+pub use bert::Precision;
 pub use engine::{
     Classifier, InferenceOptions, InferenceTiming, PredictError, TextEncoder, decide,
 };

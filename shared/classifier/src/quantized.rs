@@ -4,9 +4,10 @@
 //! comes this way (its word table alone is 96 M of its 118 M parameters); kept 4-bit, its model
 //! directory stays under 100 MB.
 //!
-//! Layers are dequantized once at load (their products run in f32, as every other model's);
-//! the word table stays 4-bit in memory and only the rows a batch looks up are dequantized.
-//! Decoding is candle's own (`qtensor_from_ggml`, `QTensor::dequantize`).
+//! Layers run 4-bit with 8-bit activations where the CPU allows (`q4_matmul`), else are
+//! dequantized once at load and run in f32, as every other model's; the word table stays
+//! 4-bit in memory and only the rows a batch looks up are dequantized. Decoding is candle's
+//! own (`qtensor_from_ggml`, `QTensor::dequantize`).
 
 use candle_core::quantized::GgmlDType;
 use candle_core::quantized::ggml_file::qtensor_from_ggml;
@@ -41,14 +42,26 @@ pub(crate) fn matrix(
     name: &str,
 ) -> candle_core::Result<Tensor> {
     if is_q4_0(vb, name) {
-        dequantize(&q4_0_bytes(vb, rows, columns, name)?, columns)
+        dequantize(&q4_0_blocks(vb, rows, columns, name)?, columns)
     } else {
         vb.get((rows, columns), name)
     }
 }
 
 /// The raw blocks of 4-bit matrix `name`, shape-checked.
-fn q4_0_bytes(
+pub(crate) fn q4_0_bytes(
+    vb: &VarBuilder,
+    rows: usize,
+    columns: usize,
+    name: &str,
+) -> candle_core::Result<Vec<u8>> {
+    q4_0_blocks(vb, rows, columns, name)?
+        .flatten_all()?
+        .to_vec1()
+}
+
+/// As [`q4_0_bytes`], as a `(rows, blocks · 18)` U8 tensor.
+fn q4_0_blocks(
     vb: &VarBuilder,
     rows: usize,
     columns: usize,
@@ -95,7 +108,7 @@ impl WordTable {
     ) -> candle_core::Result<Self> {
         if is_q4_0(vb, name) {
             Ok(Self::Q4_0 {
-                blocks: q4_0_bytes(vb, rows, columns, name)?,
+                blocks: q4_0_blocks(vb, rows, columns, name)?,
                 columns,
             })
         } else {

@@ -407,7 +407,7 @@ pub fn padding_mask(lengths: &[usize], device: &Device) -> candle_core::Result<T
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bert::BertEncoder;
+    use crate::bert::{BertEncoder, Precision};
     use crate::test_support::{random_weights, tiny_config};
 
     /// Token ids for texts of `lengths`, flat and padded.
@@ -449,7 +449,8 @@ mod tests {
             let config = tiny_config(hidden_act);
             let varmap = random_weights(&config);
             let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-            let inference = BertEncoder::load(vb.clone(), &config).expect("inference");
+            let inference =
+                BertEncoder::load(vb.clone(), &config, Precision::F32).expect("inference");
             let lengths = [5usize, 2, 7];
             let (flat, padded) = ids(&lengths);
             let expected = inference

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use classifier::labels::Preprocessing;
 use classifier::model_dir::read_encoder_recipe;
-use classifier::{InferenceOptions, TextEncoder};
+use classifier::{InferenceOptions, Precision, TextEncoder};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
@@ -78,7 +78,12 @@ fn load_encoder(base: &Path, max_tokens: usize) -> (TextEncoder, Preprocessing) 
         base,
         &preprocessing,
         recipe.pooling,
-        InferenceOptions::default(),
+        InferenceOptions {
+            precision: Precision::F32,
+            // Two batches side by side, however many cores run the test.
+            threads: Some(2),
+            ..InferenceOptions::default()
+        },
     )
     .expect("base loads");
     (encoder, preprocessing)

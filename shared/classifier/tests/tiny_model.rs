@@ -123,6 +123,7 @@ fn batching_does_not_change_any_result() {
         max_batch: 3,
         token_budget: 24,
         threads: Some(1),
+        ..InferenceOptions::default()
     };
     let unbatched = Classifier::load(dir.path(), one_at_a_time).expect("loads");
     let batched = Classifier::load(dir.path(), small_batches).expect("loads");
