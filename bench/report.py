@@ -64,7 +64,9 @@ def memory_rows(runs, names, ref):
 def main():
     results, command = pathlib.Path(sys.argv[1]), sys.argv[2]
     names = {"candle": "Candle (this project)", "torch": "PyTorch (transformers)", "onnx": "onnxruntime f32", "onnx-int8": "onnxruntime int8"}
-    e5_names = {"candle-e5": "Candle (this project)", "torch-e5": "PyTorch (transformers)"}
+    e5_names = {"candle-e5": "Candle (this project)",
+                "candle-e5-f32": "Candle, every product in f32 (as on arm64)",
+                "torch-e5": "PyTorch (transformers)"}
     rounds = sorted(results.glob("round-*"))
     runs = {name: median_run([json.loads((r / f"{name}.json").read_text()) for r in rounds]) for name in [*names, *e5_names]}
     ref = runs["torch"]
@@ -105,6 +107,9 @@ def main():
             + f" | {e5['whole_input_tweets_per_s'] / candle['whole_input_tweets_per_s']:.2f}× |",
             "", "### Cold start and memory", "", *memory_header, *memory_rows(runs, e5_names, e5_ref)]
     out += ["", "Engines: " + "; ".join(f"{names[k]} = {runs[k]['engine']}" for k in names) + ".", "",
+            "Candle runs the 4-bit layers of multilingual-e5-small (the lower eight) as integer products where the "
+            "CPU has AVX2 (8-bit activations × the stored 4-bit weights, shared/classifier/src/q4_matmul.rs); "
+            "the f32 row is the same engine with `tweetclf bench --f32`, what a CPU without AVX2 (Graviton) runs.", "",
             "The PyTorch reference for multilingual-e5-small loads the same 4-bit tensors dequantized to float32 "
             "(bench/reference_bench.py), so both engines compute with the same weights.", "",
             "Cold start is process spawn → model loaded → first prediction → exit, timed by the parent. "

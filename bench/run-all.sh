@@ -2,8 +2,8 @@
 # Runs tweetclf bench and the Python references (PyTorch, onnxruntime f32 and int8) on the same
 # model (the previous default, all-MiniLM-L6-v2), texts and thread count, one after another on an
 # otherwise idle machine, then the same for the bundled multilingual-e5-small model (Candle and
-# PyTorch on the same weights), and writes
-# BENCHMARKS.md with the ratios. Needs data/sentiment/ (python3 data/prepare-sentiment.py).
+# PyTorch on the same weights; Candle twice: 4-bit layers in integers, and every product in f32),
+# and writes BENCHMARKS.md with the ratios. Needs data/sentiment/ (python3 data/prepare-sentiment.py).
 #
 #   bash bench/run-all.sh            # THREADS=2 TEXTS=512 ROUNDS=3 by default
 set -Eeuo pipefail
@@ -65,6 +65,7 @@ for round in $(seq "$rounds"); do
     step "round $round/$rounds: candle (tweetclf bench), all-MiniLM-L6-v2 and multilingual-e5-small"
     "$tweetclf" bench --json --model "$minilm" --input "$results/texts.jsonl" "${common[@]}" > "$out/candle.json"
     "$tweetclf" bench --json --model "$e5_model" --input "$results/texts.jsonl" "${common[@]}" > "$out/candle-e5.json"
+    "$tweetclf" bench --json --f32 --model "$e5_model" --input "$results/texts.jsonl" "${common[@]}" > "$out/candle-e5-f32.json"
     for backend in torch onnx onnx-int8; do
         step "round $round/$rounds: $backend"
         .venv-bench/bin/python bench/reference_bench.py --backend "$backend" --model "$minilm" \

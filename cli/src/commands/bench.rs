@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use classifier::bench::{
     BenchReport, ColdStart, median, millis, peak_rss_mib, time_batches, time_whole_input,
 };
-use classifier::{Classifier, InferenceOptions};
+use classifier::{Classifier, InferenceOptions, Precision};
 use serde::{Deserialize, Serialize};
 
 use pipeline::candle::bundled_model_dir;
@@ -36,6 +36,10 @@ pub struct BenchArgs {
     /// Fresh processes timed for the cold start.
     #[arg(long, default_value_t = 3)]
     pub cold_starts: usize,
+    /// Every matrix product in f32, as on CPUs without AVX2 (Graviton): by default a 4-bit
+    /// layer multiplies 8-bit activations where the CPU allows.
+    #[arg(long)]
+    pub f32: bool,
     /// Print the results as JSON (for bench/report.py) instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -56,6 +60,11 @@ pub fn bench(args: &BenchArgs) -> anyhow::Result<()> {
     let model_dir = args.model.clone().unwrap_or_else(bundled_model_dir);
     let options = InferenceOptions {
         threads: (args.threads > 0).then_some(args.threads),
+        precision: if args.f32 {
+            Precision::F32
+        } else {
+            Precision::Fast
+        },
         ..InferenceOptions::default()
     };
     if args.cold_start_probe {
@@ -75,7 +84,11 @@ pub fn bench(args: &BenchArgs) -> anyhow::Result<()> {
     }
     let whole_input_tweets_per_s = time_whole_input(&classifier, &refs)?;
     let report = BenchReport {
-        engine: format!("candle (tweetclf {})", env!("CARGO_PKG_VERSION")),
+        engine: format!(
+            "candle (tweetclf {}, {:?} products)",
+            env!("CARGO_PKG_VERSION"),
+            options.precision
+        ),
         threads: args.threads,
         texts: refs.len(),
         mean_chars: refs.iter().map(|text| text.chars().count()).sum::<usize>() as f64
@@ -145,14 +158,18 @@ fn cold_start(args: &BenchArgs, model_dir: &Path) -> anyhow::Result<ColdStart> {
     let mut last = None;
     for _ in 0..args.cold_starts.max(1) {
         let started = Instant::now();
-        let output = Command::new(&exe)
-            .args([
-                "bench",
-                "--cold-start-probe",
-                "--threads",
-                &args.threads.to_string(),
-                "--model",
-            ])
+        let mut probe = Command::new(&exe);
+        probe.args([
+            "bench",
+            "--cold-start-probe",
+            "--threads",
+            &args.threads.to_string(),
+        ]);
+        if args.f32 {
+            probe.arg("--f32");
+        }
+        let output = probe
+            .arg("--model")
             .arg(model_dir)
             .output()
             .context("starting the cold-start probe")?;
