@@ -77,5 +77,9 @@ for round in $(seq "$rounds"); do
 done
 
 step "BENCHMARKS.md"
-python3 bench/report.py "$results" "bash bench/run-all.sh  (THREADS=$threads TEXTS=$texts ROUNDS=$rounds)" > BENCHMARKS.md
+# The sections under the marker come from other scripts (load, report, fuzzing): kept as they are.
+marker='<!-- Everything below is kept as it is by bench/run-all.sh, which rewrites only what is above. -->'
+kept=$(awk -v marker="$marker" 'found || $0 == marker { found = 1; print }' BENCHMARKS.md 2>/dev/null || true)
+python3 bench/report.py "$results" "bash bench/run-all.sh  (THREADS=$threads TEXTS=$texts ROUNDS=$rounds)" > "$results/report.md"
+{ cat "$results/report.md"; [ -z "$kept" ] || printf '\n%s\n' "$kept"; } > BENCHMARKS.md
 cat BENCHMARKS.md
