@@ -29,6 +29,7 @@ pub struct InferenceOptions {
     pub token_budget: usize,
     /// Worker threads for the matrix kernels; `None` uses every core.
     pub threads: Option<usize>,
+    /// How 4-bit layers multiply: [`Precision::F32`] for the reference numerics.
     pub precision: Precision,
 }
 
@@ -242,8 +243,10 @@ impl TextEncoder {
             let started = Instant::now();
             // Enough batches for every thread: a call of 32 texts on two threads runs as two
             // batches of 16.
-            let max_batch =
-                (self.options.max_batch).min(texts.len().div_ceil(rayon::current_num_threads()));
+            let max_batch = self
+                .options
+                .max_batch
+                .min(texts.len().div_ceil(rayon::current_num_threads()));
             let batches = plan_batches(&encodings, max_batch, self.options.token_budget);
             let outputs = batches
                 .par_iter()
