@@ -2,12 +2,13 @@
 """Writes docs/model-report.md: each model beside the classic baselines on the same held-out
 set, from files other commands wrote (nothing is recomputed here).
 
-Sentiment, from `models/train-sentiment.sh release` (RUNS, default runs/; without
-RUNS/sentiment-1.0.0 the section is kept as it was):
-- RUNS/sentiment-1.0.0 (the bundled model's training record, labels.json);
+Sentiment, from `models/train-sentiment.sh supplement` (RUNS, default runs/; without
+RUNS/sentiment-1.1.0 the section is kept as it was):
+- RUNS/sentiment-1.1.0 (the bundled model's training record, labels.json);
 - RUNS/<model>.eval/{airline-test,capabilities}/metrics.json (`tweetclf eval`) and
-  RUNS/<model>.eval/cross-lingual.json (bench/cross_lingual_agreement.py), for the new model,
-  the previous default (sentiment-0.2.0) and the frozen-encoder baseline (frozen-e5-head);
+  RUNS/<model>.eval/cross-lingual.json (bench/cross_lingual_agreement.py), for the new model
+  and, where they were evaluated, the previous defaults (sentiment-1.0.0, sentiment-0.2.0) and
+  the frozen-encoder baseline (frozen-e5-head); a model without them is left out and named;
 - bench/results/baselines-sentiment.json (`bench/baselines.py sentiment`).
 
 Disaster: eval/disaster/metrics.json, bench/results/baselines-disaster.json, the model
@@ -26,15 +27,21 @@ import argparse
 import json
 import pathlib
 
-from recipe_report import rule_summary
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 REPORT = ROOT / "docs" / "model-report.md"
 DISASTER_HEADING = "## Your own labels"
 CURVE_HEADING = "## How many labels: learning curves"
 SENTIMENT_HEADING = "## Sentiment"
-# Held-out targets for the default model (issue 12), in percent.
-TARGETS = {"accuracy": 80, "macro_f1": 72, "binary": 92, "capability_failures": 10}
+# Held-out targets for the default model (issue 28: no regression from 1.0.0), in percent.
+TARGETS = {"accuracy": 81, "macro_f1": 75, "binary": 93, "capability_failures": 10,
+           "cross_lingual": 65}
+BUNDLED = "sentiment-1.1.0"
+# Every sentiment model the section can show, the bundled one first.
+SENTIMENT_MODELS = [(BUNDLED, "**sentiment 1.1.0** (ours, bundled)"),
+                    ("sentiment-1.0.0", "sentiment 1.0.0 (previous default)"),
+                    ("sentiment-0.2.0", "sentiment 0.2.0"),
+                    ("frozen-e5-head", "frozen multilingual-e5-small + linear head")]
 
 
 def load(path):
@@ -107,15 +114,28 @@ def cross_lingual_lines(runs, models):
     return lines
 
 
+def supplement_size():
+    """Tweets in the team's supplement (as its README's generated counts give them) and its
+    languages (a file each)."""
+    folder = ROOT / "data" / "supplement"
+    readme = (folder / "README.md").read_text(encoding="utf-8")
+    return int(readme.split("## Counts")[1].split()[0]), len(list(folder.glob("*.json")))
+
+
+def evaluated(runs, run):
+    return all((runs / f"{run}.eval" / part).exists()
+               for part in ("airline-test/metrics.json", "capabilities/metrics.json", "cross-lingual.json"))
+
+
 def sentiment_section(runs):
-    models = [("sentiment-1.0.0", "**sentiment 1.0.0** (ours, bundled)"),
-              ("sentiment-0.2.0", "sentiment 0.2.0 (previous default)"),
-              ("frozen-e5-head", "frozen multilingual-e5-small + linear head")]
+    models = [(run, name) for run, name in SENTIMENT_MODELS if evaluated(runs, run)]
+    missing = [name for run, name in SENTIMENT_MODELS if not evaluated(runs, run)]
     table, rows = sentiment_table(runs, models)
     ours = rows[0]
     best = max(rows[1:], key=lambda row: row[1])
     examples = load(runs / f"{models[0][0]}.eval" / "airline-test" / "metrics.json")["evaluation"]["examples"]
     capabilities, over_target = capability_table(runs, models[:2])
+    agreement = load(runs / f"{models[0][0]}.eval" / "cross-lingual.json")["agreement"]
     met = {
         "accuracy": 100 * ours[1] >= TARGETS["accuracy"],
         "macro-F1": 100 * ours[2] >= TARGETS["macro_f1"],
@@ -124,6 +144,8 @@ def sentiment_section(runs):
     verdict = ", ".join(f"{name} met" if ok else f"{name} missed" for name, ok in met.items())
     verdict += (", every capability within 10 %" if not over_target else
                 f"; capabilities over 10 %: {', '.join(over_target)}")
+    verdict += (f"; cross-lingual agreement {pct(agreement)} %: "
+                f"{'met' if 100 * agreement >= TARGETS['cross_lingual'] else 'missed'}")
     return [
         "## Sentiment: the bundled model against the previous one and the classic recipes",
         "",
@@ -140,7 +162,9 @@ def sentiment_section(runs):
         "",
         f"Targets: accuracy ≥ {TARGETS['accuracy']}, macro-F1 ≥ {TARGETS['macro_f1']}, binary accuracy ≥ "
         f"{TARGETS['binary']}, no capability wrong on more than {TARGETS['capability_failures']} % of its "
-        f"tweets — {verdict}.",
+        f"tweets, cross-lingual agreement ≥ {TARGETS['cross_lingual']} % — {verdict}.",
+        *([f"Not evaluated in this run, so not shown (their figures are in earlier versions of this "
+           f"report): {', '.join(missing)}."] if missing else []),
         "",
         "### Capabilities",
         "",
@@ -158,13 +182,22 @@ def sentiment_section(runs):
         "",
         *cross_lingual_lines(runs, models),
         "",
-        "### clean-v2, rule by rule",
+        "### Training data written by the team",
         "",
-        "Chosen on validation before this model was trained (16,000-tweet runs, top 2 layers; "
-        "[details](sentiment-recipe.md)).",
+        "Sentiment 1.1.0 learned from the pool above plus a supplement this team wrote "
+        f"(data/supplement: {supplement_size()[0]:,} support tweets in {supplement_size()[1]} languages for "
+        "praise after a fixed "
+        "problem, sarcasm, polite complaints, neutral questions and notices, contrast and emoticons; "
+        "data/supplement/README.md gives the method and counts) and disaster-response messages in their "
+        "original language labelled by 1.0.0 on their English translation. **The capability suite "
+        "and the supplement come from the same team**: no suite tweet is in the supplement (the "
+        "preparation drops any equal once normalized), but the suite's figures for 1.1.0 measure "
+        "less than they did for 1.0.0; the team's hidden test sets, which no model author sees, judge "
+        "generalization. The recipe and the supplement's share were chosen on validation "
+        "([the comparisons](sentiment-recipe.md#sentiment-11-the-teams-supplement), beside the "
+        "clean-v2 ablations).",
         "",
-        *rule_summary(runs),
-        training_line(runs / "sentiment-1.0.0"),
+        training_line(runs / BUNDLED),
         "",
     ]
 
@@ -276,7 +309,7 @@ def main():
         "Generated by `bench/model_report.py` from `tweetclf eval` and `bench/baselines.py` output; "
         "figures are percentages on held-out data.",
         "",
-        *(sentiment_section(args.runs) if (args.runs / "sentiment-1.0.0").is_dir()
+        *(sentiment_section(args.runs) if (args.runs / BUNDLED).is_dir()
           else kept_section(SENTIMENT_HEADING)),
         *(disaster_section(models["disaster"]) if "disaster" in models else kept_section(DISASTER_HEADING)),
         *(learning_curve_section() if args.learning_curve else kept_section(CURVE_HEADING)),

@@ -10,6 +10,8 @@ import argparse
 import json
 import pathlib
 
+from supplement_report import MARKER
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 COMPARISONS = [
     ("top2-clean-v1-airlines", "top 2 layers, clean-v1, with the four airlines"),
@@ -137,7 +139,10 @@ def main():
         if (runs / run / "labels.json").exists():
             out.append(f"- `{run}`: `{validation(runs, run)[3]}`")
     target = ROOT / "docs" / "sentiment-recipe.md"
-    target.write_text("\n".join(out) + "\n", encoding="utf-8")
+    # The sentiment 1.1 part below the marker belongs to bench/supplement_report.py.
+    kept = target.read_text(encoding="utf-8").split(MARKER)
+    tail = MARKER + kept[1] if len(kept) > 1 else ""
+    target.write_text("\n".join(out) + "\n\n" + tail, encoding="utf-8")
     print(f"wrote {target}")
 
 

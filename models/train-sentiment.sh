@@ -3,9 +3,12 @@
 #
 #   models/train-sentiment.sh compare   # the comparison runs (same seed, same validation set)
 #   models/train-sentiment.sh ablate    # clean-v2 with each of its rules left out in turn
-#   models/train-sentiment.sh release   # models/sentiment (1.0.0) and the frozen-encoder baseline
+#   models/train-sentiment.sh release   # sentiment 1.0.0 and the frozen-encoder baseline
+#   models/train-sentiment.sh supplement  # sentiment 1.1.0 (models/sentiment): the team's
+#                                         # supplement measured, then the release run
 #
-# Needs: data/sentiment/ (python3 data/prepare-sentiment.py), models/base-e5/
+# Needs: data/sentiment/ (python3 data/prepare-sentiment.py; for `supplement` also
+# data/disaster/ from python3 data/prepare-disaster.py), models/base-e5/
 # (bash models/fetch-base-e5.sh) and a release build (cargo build --release -p tweetclf).
 # Runs go to $RUNS (default runs/, not committed); each model directory's labels.json records
 # its command, data, settings, validation history and wall time. Fine-tuning checkpoints every
@@ -113,9 +116,48 @@ held_out() {
         --model "$model" --tweetclf "$TWEETCLF" > "$out/cross-lingual.json"
 }
 
+# Sentiment 1.1 (issue 28). The supplement (data/supplement: tweets this team wrote) is split
+# and mixed by data/prepare-sentiment-supplement.py; the distilled messages are labelled by
+# sentiment 1.0.0 (this repository's models/sentiment at d685da9, the model it replaces) on
+# their English translation. Each comparison run trains one epoch on the same 16,000-tweet pool
+# sample; every run is scored on the pool's validation split and on the supplement's held-out
+# scenarios (bench/supplement_report.py writes the tables into docs/sentiment-recipe.md). The
+# release run takes the recipe those runs chose, on the whole pool.
+supplement() {
+    local prepare=(python3 data/prepare-sentiment-supplement.py --tweetclf "$TWEETCLF"
+        --teacher "$RUNS/sentiment-1.0.0")
+    if [[ ! -e $RUNS/sentiment-1.0.0/model.safetensors ]]; then
+        mkdir -p "$RUNS/sentiment-1.0.0"
+        git archive d685da9 models/sentiment | tar -x -C "$RUNS/sentiment-1.0.0" --strip-components=2
+    fi
+    "${prepare[@]}" --out compare-16k --pool-sample 16000 --repeat 0
+    "${prepare[@]}" --out compare-16k-supplemented --pool-sample 16000 --repeat 1 --distill 1000
+    "${prepare[@]}" --out release-supplemented --repeat 3 --distill 3000
+    local one_epoch=(--cleaning clean-v2 --emoji describe --epochs 1 --version cmp)
+    train cmp-top4-pool --train "$DATA/compare-16k-train.jsonl" --layers 4 "${one_epoch[@]}"
+    train cmp-top4-supplement --train "$DATA/compare-16k-supplemented-train.jsonl" --layers 4 "${one_epoch[@]}"
+    # The release validates on the pool's split and the supplement's held-out scenarios.
+    local resume=()
+    [[ ${RESUME:-0} == 1 ]] && resume=(--resume)
+    if [[ ! -e $RUNS/sentiment-1.1.0/labels.json ]]; then
+        "$TWEETCLF" train "${resume[@]}" --train "$DATA/release-supplemented-train.jsonl" \
+            --valid "$DATA/valid-supplemented.jsonl" --base "$BASE" --out "$RUNS/sentiment-1.1.0" \
+            --name sentiment --version 1.1.0 --mode top --layers 4 --seed 42 --cleaning clean-v2 \
+            --emoji describe --epochs 1
+    fi
+    for run in cmp-top4-pool cmp-top4-supplement sentiment-1.1.0; do
+        evaluate "$run" "$DATA/valid.jsonl" pool-valid --group-column source
+        evaluate "$run" "$DATA/supplement-valid.jsonl" supplement-capability --group-column capability
+        evaluate "$run" "$DATA/supplement-valid.jsonl" supplement-language --group-column language
+    done
+    held_out "$RUNS/sentiment-1.1.0" "$RUNS/sentiment-1.1.0.eval"
+    held_out "$RUNS/sentiment-1.0.0" "$RUNS/sentiment-1.0.0.eval"
+}
+
 case ${1:-} in
     compare) compare ;;
     ablate) ablate ;;
     release) release ;;
-    *) echo "usage: $0 compare | ablate | release" >&2; exit 2 ;;
+    supplement) supplement ;;
+    *) echo "usage: $0 compare | ablate | release | supplement" >&2; exit 2 ;;
 esac
