@@ -11,6 +11,7 @@ use aws_lambda_events::lambda_function_urls::{
 use base64::Engine;
 use http::{HeaderMap, HeaderValue, header};
 use lambda_runtime::{Diagnostic, LambdaEvent};
+use pipeline::text_lines::{EMPTY_TEXT, is_empty_text};
 use pipeline::{Classify, ClassifyError, ClassifyFailure, ModelInfo, PredictConfig, error_chain};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -163,6 +164,11 @@ impl<C: Classify> Handler<C> {
                 limits.max_texts
             )));
         }
+        if let Some(index) = texts.iter().position(|text| is_empty_text(text)) {
+            return Err(HandlerError::BadRequest(format!(
+                "text {index}: {EMPTY_TEXT} (or only whitespace): there is nothing to classify"
+            )));
+        }
         if let Some((index, text)) = texts
             .iter()
             .enumerate()
@@ -297,6 +303,11 @@ mod tests {
     async fn bad_direct_requests_are_invalid_request_errors() {
         for (payload, expected) in [
             (json!({"texts": []}), "is empty"),
+            (json!({"text": ""}), "text 0: `text` is empty"),
+            (
+                json!({"texts": ["fine", " \n\t "]}),
+                "text 1: `text` is empty",
+            ),
             (json!({"texts": ["a", "b", "c", "d"]}), "at most 3"),
             (json!({"text": "x".repeat(101)}), "PREDICT_MAX_TEXT_CHARS"),
             (json!({"text": "a", "texts": ["b"]}), "not both"),

@@ -7,6 +7,16 @@ use serde_json::{Value, json};
 use crate::batch::classify_batch;
 use crate::ports::{Classify, ClassifyError};
 
+/// The answer to a text that is empty or only whitespace, wherever a text comes in (`tweetclf
+/// classify`, the classify function's clean records, predict): the model would still pick a
+/// label for nothing, so such a text is refused instead.
+pub const EMPTY_TEXT: &str = "`text` is empty";
+
+/// Whether a text has nothing to classify (see [`EMPTY_TEXT`]).
+pub fn is_empty_text(text: &str) -> bool {
+    text.trim().is_empty()
+}
+
 /// One input line (numbered from 1, blank lines included): its id and what to do with it.
 #[derive(Debug)]
 pub struct Parsed {
@@ -46,8 +56,8 @@ pub fn parse_line(line: usize, raw: &[u8]) -> Parsed {
     };
     let id = value.get("id").cloned();
     let outcome = match value.get("text") {
-        Some(Value::String(text)) if !text.trim().is_empty() => Outcome::Text(text.clone()),
-        Some(Value::String(_)) => Outcome::Failed("`text` is empty".to_owned()),
+        Some(Value::String(text)) if !is_empty_text(text) => Outcome::Text(text.clone()),
+        Some(Value::String(_)) => Outcome::Failed(EMPTY_TEXT.to_owned()),
         Some(_) => Outcome::Failed("`text` is not a string".to_owned()),
         None => Outcome::Failed("no `text` field".to_owned()),
     };

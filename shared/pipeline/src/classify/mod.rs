@@ -251,6 +251,7 @@ mod tests {
     use super::*;
     use crate::memory::{KeywordClassifier, MemoryBuckets};
     use crate::ports::Buckets;
+    use crate::text_lines::EMPTY_TEXT;
 
     const BUCKET: &str = "tweets";
 
@@ -455,6 +456,55 @@ mod tests {
             rejected[0]["raw"]
                 .as_str()
                 .is_some_and(|raw| raw.contains("POISON"))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_record_with_nothing_to_classify_is_rejected_not_labelled() {
+        let buckets = MemoryBuckets::new();
+        buckets.insert(
+            BUCKET,
+            "clean/e.jsonl",
+            [
+                tweet("1", "love it", None),
+                tweet("2", " \t ", None),
+                tweet("3", "", None),
+            ]
+            .join("\n"),
+        );
+        let classifier = KeywordClassifier::default();
+        let manifest = classify(&buckets, &classifier, "clean/e.jsonl", None)
+            .await
+            .expect("classified");
+        assert_eq!(
+            (manifest.tweets_in, manifest.predicted, manifest.rejected),
+            (3, 1, 2)
+        );
+        assert_eq!(
+            classifier.calls(),
+            vec![1],
+            "only the real text reached the model"
+        );
+        let rejected = lines(
+            &buckets
+                .object(BUCKET, "predictions-rejected/e.jsonl")
+                .expect("rejections"),
+        );
+        let errors: Vec<(&serde_json::Value, &str)> = rejected
+            .iter()
+            .map(|line| {
+                (
+                    &line["source"]["line"],
+                    line["error"].as_str().unwrap_or(""),
+                )
+            })
+            .collect();
+        assert_eq!(
+            errors,
+            vec![
+                (&serde_json::json!(2), EMPTY_TEXT),
+                (&serde_json::json!(3), EMPTY_TEXT)
+            ]
         );
     }
 

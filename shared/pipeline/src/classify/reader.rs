@@ -7,6 +7,8 @@ use tokio::sync::mpsc;
 use tweets::frame::Framer;
 use tweets::{RawRecord, Rejection, SourceRef, Tweet};
 
+use crate::text_lines::{EMPTY_TEXT, is_empty_text};
+
 /// Longest line accepted from a clean object (ingest's own records are far smaller).
 const MAX_LINE_BYTES: usize = 16 << 20;
 
@@ -43,7 +45,11 @@ pub(super) fn read_chunks(
         let parsed = match frame.problem {
             Some(problem) => Err(problem.to_string()),
             None => serde_json::from_slice::<Tweet>(&frame.bytes)
-                .map_err(|error| format!("not a normalized tweet record: {error}")),
+                .map_err(|error| format!("not a normalized tweet record: {error}"))
+                .and_then(|tweet| match is_empty_text(&tweet.text) {
+                    true => Err(EMPTY_TEXT.to_owned()),
+                    false => Ok(tweet),
+                }),
         };
         match parsed {
             Ok(tweet) => chunk.tweets.push((tweet, position)),
