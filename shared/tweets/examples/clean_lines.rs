@@ -17,7 +17,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let text = value["text"]
             .as_str()
             .ok_or("a line without a string `text`")?;
-        writeln!(out, "{}", serde_json::to_string(&clean_text(text, &config))?)?;
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string(&clean_text(text, &config))?
+        )?;
     }
     Ok(())
 }
