@@ -426,23 +426,28 @@ mod tests {
         batch
     }
 
-    #[tokio::test]
-    async fn a_text_the_classifier_refuses_is_rejected_alone() {
+    /// Classifies a clean object of three undated tweets with these texts; what it left.
+    async fn classify_three(
+        key: &str,
+        texts: [&str; 3],
+    ) -> (MemoryBuckets, KeywordClassifier, ClassifyManifest) {
         let buckets = MemoryBuckets::new();
-        buckets.insert(
-            BUCKET,
-            "clean/p.jsonl",
-            [
-                tweet("1", "love it", None),
-                tweet("2", "POISON text", None),
-                tweet("3", "hate it", None),
-            ]
-            .join("\n"),
-        );
+        let lines: Vec<String> = (1..)
+            .zip(texts)
+            .map(|(id, text)| tweet(&id.to_string(), text, None))
+            .collect();
+        buckets.insert(BUCKET, key, lines.join("\n"));
         let classifier = KeywordClassifier::default();
-        let manifest = classify(&buckets, &classifier, "clean/p.jsonl", None)
+        let manifest = classify(&buckets, &classifier, key, None)
             .await
             .expect("classified");
+        (buckets, classifier, manifest)
+    }
+
+    #[tokio::test]
+    async fn a_text_the_classifier_refuses_is_rejected_alone() {
+        let (buckets, classifier, manifest) =
+            classify_three("clean/p.jsonl", ["love it", "POISON text", "hate it"]).await;
         assert_eq!((manifest.predicted, manifest.rejected), (2, 1));
         // The failing batch of two, then its texts one by one, then the last batch.
         assert_eq!(classifier.calls(), vec![2, 1, 1, 1]);
@@ -461,21 +466,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_record_with_nothing_to_classify_is_rejected_not_labelled() {
-        let buckets = MemoryBuckets::new();
-        buckets.insert(
-            BUCKET,
-            "clean/e.jsonl",
-            [
-                tweet("1", "love it", None),
-                tweet("2", " \t ", None),
-                tweet("3", "", None),
-            ]
-            .join("\n"),
-        );
-        let classifier = KeywordClassifier::default();
-        let manifest = classify(&buckets, &classifier, "clean/e.jsonl", None)
-            .await
-            .expect("classified");
+        let (buckets, classifier, manifest) =
+            classify_three("clean/e.jsonl", ["love it", " \t ", ""]).await;
         assert_eq!(
             (manifest.tweets_in, manifest.predicted, manifest.rejected),
             (3, 1, 2)
