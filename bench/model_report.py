@@ -27,7 +27,6 @@ import argparse
 import json
 import pathlib
 
-
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 REPORT = ROOT / "docs" / "model-report.md"
 DISASTER_HEADING = "## Your own labels"
@@ -128,6 +127,7 @@ def evaluated(runs, run):
 
 
 def sentiment_section(runs):
+    supplement_tweets, supplement_languages = supplement_size()
     models = [(run, name) for run, name in SENTIMENT_MODELS if evaluated(runs, run)]
     missing = [name for run, name in SENTIMENT_MODELS if not evaluated(runs, run)]
     table, rows = sentiment_table(runs, models)
@@ -185,7 +185,7 @@ def sentiment_section(runs):
         "### Training data written by the team",
         "",
         "Sentiment 1.1.0 learned from the pool above plus a supplement this team wrote "
-        f"(data/supplement: {supplement_size()[0]:,} support tweets in {supplement_size()[1]} languages for "
+        f"(data/supplement: {supplement_tweets:,} support tweets in {supplement_languages} languages for "
         "praise after a fixed "
         "problem, sarcasm, polite complaints, neutral questions and notices, contrast and emoticons; "
         "data/supplement/README.md gives the method and counts) and disaster-response messages in their "

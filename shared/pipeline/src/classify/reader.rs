@@ -46,9 +46,12 @@ pub(super) fn read_chunks(
             Some(problem) => Err(problem.to_string()),
             None => serde_json::from_slice::<Tweet>(&frame.bytes)
                 .map_err(|error| format!("not a normalized tweet record: {error}"))
-                .and_then(|tweet| match is_empty_text(&tweet.text) {
-                    true => Err(EMPTY_TEXT.to_owned()),
-                    false => Ok(tweet),
+                .and_then(|tweet| {
+                    if is_empty_text(&tweet.text) {
+                        Err(EMPTY_TEXT.to_owned())
+                    } else {
+                        Ok(tweet)
+                    }
                 }),
         };
         match parsed {
