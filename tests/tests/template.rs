@@ -270,6 +270,46 @@ fn no_s3_statement_grants_everything() {
     );
 }
 
+/// The key prefixes a resource's `s3:ListBucket` grants are limited to (their `s3:prefix`
+/// condition, without the trailing `*`).
+fn listable_prefixes(resource: &Value) -> Vec<String> {
+    statements(resource)
+        .into_iter()
+        .filter(|statement| statement["Action"] == "s3:ListBucket")
+        .flat_map(|statement| as_list(&statement["Condition"]["StringLike"]["s3:prefix"]))
+        .filter_map(Value::as_str)
+        .map(|pattern| pattern.trim_end_matches('*').to_owned())
+        .collect()
+}
+
+#[test]
+fn classify_can_tell_which_outputs_exist_before_it_retracts_them() {
+    let template = template();
+    let classify = resources(&template)
+        .get("ClassifyFunction")
+        .expect("a classify function");
+    let listable = listable_prefixes(classify);
+    let deletable = action_prefixes(classify, "s3:DeleteObject");
+    assert!(!deletable.is_empty(), "classify retracts its outputs");
+    for prefix in deletable.iter().map(String::as_str).chain(["clean/"]) {
+        assert!(
+            listable
+                .iter()
+                .any(|granted| prefix.starts_with(granted.as_str())),
+            "classify deletes or checks {prefix}* but may not list it: a missing key reads as 403"
+        );
+    }
+    let readable = action_prefixes(classify, "s3:GetObject");
+    for prefix in ["manifests/classify/", "predictions/"] {
+        assert!(
+            readable
+                .iter()
+                .any(|granted| prefix.starts_with(granted.as_str())),
+            "the retraction reads {prefix}* to find the Parquet partitions"
+        );
+    }
+}
+
 #[test]
 fn no_function_writes_under_a_prefix_that_triggers_it_and_triggers_form_no_loop() {
     let template = template();

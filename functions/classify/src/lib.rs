@@ -138,6 +138,12 @@ impl<B: Buckets + Sync, C: Classify + Sync> Handler<B, C> {
                 );
                 Ok(Status::Retracted { deleted: keys })
             }
+            Retraction::NothingToRetract => {
+                info!(bucket, key, "a deleted object had no outputs to retract");
+                Ok(Status::Skipped {
+                    reason: format!("nothing to retract: no outputs of `{key}` exist"),
+                })
+            }
             Retraction::InputPresent => {
                 warn!(
                     bucket,
@@ -247,11 +253,11 @@ mod tests {
         );
     }
 
-    /// The retraction named the four objects classifying the part wrote and left the bucket
-    /// empty.
-    fn assert_all_four_outputs_retracted(response: &ClassifyResponse, buckets: &MemoryBuckets) {
+    /// The retraction named the three objects classifying the part wrote (predictions,
+    /// Parquet, manifest: it had no rejections) and left the bucket empty.
+    fn assert_all_three_outputs_retracted(response: &ClassifyResponse, buckets: &MemoryBuckets) {
         assert!(
-            matches!(&response.objects[0].status, Status::Retracted { deleted } if deleted.len() == 4),
+            matches!(&response.objects[0].status, Status::Retracted { deleted } if deleted.len() == 3),
             "{response:?}"
         );
         assert!(buckets.keys("b").is_empty(), "{:?}", buckets.keys("b"));
@@ -275,10 +281,19 @@ mod tests {
         event["Records"][0]["s3"]["object"]["key"] =
             json!("clean/a+b.json/part-00001-of-00002.jsonl");
         let response = handler(&buckets)
-            .handle(invoke(event, 0))
+            .handle(invoke(event.clone(), 0))
             .await
             .expect("retracted");
-        assert_all_four_outputs_retracted(&response, &buckets);
+        assert_all_three_outputs_retracted(&response, &buckets);
+
+        let again = handler(&buckets)
+            .handle(invoke(event, 0))
+            .await
+            .expect("a redelivered deletion is answered");
+        assert!(
+            matches!(&again.objects[0].status, Status::Skipped { reason } if reason.starts_with("nothing to retract")),
+            "{again:?}"
+        );
     }
 
     #[tokio::test]
@@ -323,7 +338,7 @@ mod tests {
             .handle(invoke(deleted, 0))
             .await
             .expect("retracted");
-        assert_all_four_outputs_retracted(&response, &buckets);
+        assert_all_three_outputs_retracted(&response, &buckets);
     }
 
     #[tokio::test]

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use crate::classify::{ClassifyManifest, ClassifyObjectError};
 use crate::keys::{ClassifyKeys, Prefixes};
 use crate::parquet_table::partition_day;
-use crate::ports::{DeleteObject, ReadObject, ReadWholeError, StoreError, read_whole};
+use crate::ports::{DeleteObject, ListObjects, ReadObject, ReadWholeError, StoreError, read_whole};
 
 /// What retracting one deleted clean object did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,8 +17,9 @@ pub enum Retraction {
     /// The clean object exists again (re-created after the deletion was reported): its
     /// outputs are current and were kept.
     InputPresent,
-    /// The outputs deleted, the manifest last (deleting a missing key succeeds, so some of
-    /// these may not have existed).
+    /// None of its outputs exists (never classified, or already retracted): nothing deleted.
+    NothingToRetract,
+    /// The outputs that existed, deleted, the manifest last.
     Deleted { keys: Vec<String> },
 }
 
@@ -26,34 +27,47 @@ pub enum Retraction {
 /// partition its manifest lists (or, once manifests have expired, the days of the tweets in
 /// its predictions), predictions, rejections, then the manifest — so an interrupted
 /// retraction is retried with what says where the Parquet files are still there.
+///
+/// Presence is asked by listing, never by reading: without `s3:ListBucket` S3 answers a read
+/// of a missing key with 403, not 404, and only a listing tells what exists.
 pub async fn retract_classify_outputs(
-    store: &(impl ReadObject + DeleteObject),
+    store: &(impl ReadObject + ListObjects + DeleteObject),
     clean_key: &str,
     prefixes: &Prefixes,
 ) -> Result<Retraction, ClassifyObjectError> {
     let keys = prefixes.classify_keys(clean_key)?;
-    match store.get(clean_key).await {
-        Ok(_) => return Ok(Retraction::InputPresent),
-        Err(StoreError::NotFound { .. }) => {}
-        Err(error) => return Err(error.into()),
+    if exists(store, clean_key).await? {
+        return Ok(Retraction::InputPresent);
     }
-    let mut deleted = match read_manifest(store, &keys.manifest).await? {
+    let mut candidates = match read_manifest(store, &keys.manifest).await? {
         Some(manifest) => manifest.outputs.parquet,
         None => parquet_keys_of_predictions(store, &keys).await?,
     };
-    deleted.extend([
+    candidates.extend([
         keys.predictions.clone(),
         keys.rejected.clone(),
         keys.manifest,
     ]);
-    for key in &deleted {
-        store.delete(key).await?;
+    let mut deleted = Vec::new();
+    for key in candidates {
+        if exists(store, &key).await? {
+            store.delete(&key).await?;
+            deleted.push(key);
+        }
     }
-    Ok(Retraction::Deleted { keys: deleted })
+    Ok(if deleted.is_empty() {
+        Retraction::NothingToRetract
+    } else {
+        Retraction::Deleted { keys: deleted }
+    })
+}
+
+async fn exists(store: &impl ListObjects, key: &str) -> Result<bool, StoreError> {
+    Ok(store.list(key).await?.iter().any(|listed| listed == key))
 }
 
 async fn read_manifest(
-    store: &impl ReadObject,
+    store: &(impl ReadObject + ListObjects),
     key: &str,
 ) -> Result<Option<ClassifyManifest>, ClassifyObjectError> {
     let Some(bytes) = read_if_present(store, key).await? else {
@@ -66,7 +80,7 @@ async fn read_manifest(
 
 /// The Parquet files of the days the predictions' tweets were posted on.
 async fn parquet_keys_of_predictions(
-    store: &impl ReadObject,
+    store: &(impl ReadObject + ListObjects),
     keys: &ClassifyKeys,
 ) -> Result<Vec<String>, ClassifyObjectError> {
     #[derive(serde::Deserialize)]
@@ -88,13 +102,16 @@ async fn parquet_keys_of_predictions(
     Ok(days.iter().map(|day| keys.parquet(day)).collect())
 }
 
+/// The object's bytes, or `None` when no such key is listed.
 async fn read_if_present(
-    store: &impl ReadObject,
+    store: &(impl ReadObject + ListObjects),
     key: &str,
 ) -> Result<Option<Vec<u8>>, ClassifyObjectError> {
+    if !exists(store, key).await? {
+        return Ok(None);
+    }
     match read_whole(store, key).await {
         Ok(bytes) => Ok(Some(bytes)),
-        Err(ReadWholeError::Store(StoreError::NotFound { .. })) => Ok(None),
         Err(ReadWholeError::Store(error)) => Err(error.into()),
         Err(ReadWholeError::Body { source, .. }) => Err(ClassifyObjectError::Read(source)),
     }
@@ -160,7 +177,17 @@ mod tests {
         let retraction = retract_classify_outputs(&bucket, PART, &Prefixes::default())
             .await
             .expect("retracted");
-        assert!(matches!(retraction, Retraction::Deleted { .. }));
+        assert_eq!(
+            retraction,
+            Retraction::Deleted {
+                keys: vec![
+                    "predictions-parquet/dt=2024-05-01/x.json%2Fpart-00001-of-00002.parquet".into(),
+                    "predictions/x.json/part-00001-of-00002.jsonl".into(),
+                    "manifests/classify/x.json/part-00001-of-00002.manifest.json".into(),
+                ]
+            },
+            "no rejections were written, so none is reported deleted"
+        );
         assert_eq!(
             buckets.keys(BUCKET),
             [
@@ -173,7 +200,7 @@ mod tests {
         let again = retract_classify_outputs(&bucket, PART, &Prefixes::default())
             .await
             .expect("a redelivered event is harmless");
-        assert!(matches!(again, Retraction::Deleted { .. }));
+        assert_eq!(again, Retraction::NothingToRetract);
     }
 
     #[tokio::test]
@@ -207,6 +234,21 @@ mod tests {
                 .expect("checked");
         assert_eq!(retraction, Retraction::InputPresent);
         assert_eq!(buckets.keys(BUCKET), before);
+    }
+
+    #[tokio::test]
+    async fn a_part_never_classified_has_nothing_to_retract() {
+        let buckets = MemoryBuckets::new();
+        let bucket = buckets.bucket(BUCKET);
+        bucket
+            .put(OTHER, b"{}".to_vec().into(), "application/x-ndjson")
+            .await
+            .expect("put");
+        let retraction = retract_classify_outputs(&bucket, PART, &Prefixes::default())
+            .await
+            .expect("checked");
+        assert_eq!(retraction, Retraction::NothingToRetract);
+        assert_eq!(buckets.keys(BUCKET), [OTHER]);
     }
 
     #[tokio::test]
