@@ -98,10 +98,11 @@ impl AmazonMlClassifier {
             };
             let failure = failure_of(&error);
             if failure != ClassifyFailure::Transient || attempt >= self.backoff.attempts {
+                tracing::debug!(error = %DisplayErrorContext(&error), "Amazon ML Predict failed");
                 let message = format!(
                     "Amazon ML Predict on model {} failed after {attempt} attempt(s): {}",
                     self.config.model_id,
-                    DisplayErrorContext(&error)
+                    crate::aws_error::summary(&error)
                 );
                 return Err(ClassifyError::new(failure, message));
             }
@@ -359,7 +360,9 @@ mod tests {
         assert!(error.is_retryable());
         let message = crate::error_chain(&error);
         assert!(
-            message.contains("ml-tweets") && message.contains("3 attempt(s)"),
+            message.ends_with(
+                "on model ml-tweets failed after 3 attempt(s): LimitExceededException: Rate exceeded"
+            ),
             "{message}"
         );
         assert_eq!(rule.num_calls(), 3);

@@ -3,6 +3,8 @@
 
 #[cfg(feature = "amazon-ml")]
 pub mod amazon_ml;
+#[cfg(feature = "aws-errors")]
+mod aws_error;
 #[cfg(feature = "backends")]
 pub mod backend;
 #[cfg(feature = "backfill")]

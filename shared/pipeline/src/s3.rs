@@ -2,9 +2,11 @@
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::operation::RequestIdExt;
 use aws_sdk_s3::operation::get_object::GetObjectError;
 use aws_sdk_s3::primitives::ByteStream;
 
+use crate::aws_error;
 use crate::ports::{
     BoxError, Buckets, DeleteObject, ListObjects, ObjectBody, Payload, ReadObject, StoreError,
     WriteObject,
@@ -70,7 +72,7 @@ impl ListObjects for S3Bucket {
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|error| failed("ListObjectsV2", prefix, error))?;
+            let page = page.map_err(|error| self.failed("ListObjectsV2", prefix, error))?;
             keys.extend(
                 page.contents()
                     .iter()
@@ -103,7 +105,7 @@ impl ReadObject for S3Bucket {
                         key: key.to_owned(),
                     }
                 }
-                _ => failed("GetObject", key, error),
+                _ => self.failed("GetObject", key, error),
             })?;
         Ok(ObjectBody {
             len: output
@@ -122,7 +124,7 @@ impl DeleteObject for S3Bucket {
             .key(key)
             .send()
             .await
-            .map_err(|error| failed("DeleteObject", key, error))?;
+            .map_err(|error| self.failed("DeleteObject", key, error))?;
         Ok(())
     }
 }
@@ -158,7 +160,7 @@ impl WriteObject for S3Bucket {
             .body(body)
             .send()
             .await
-            .map_err(|error| failed("PutObject", key, error))?;
+            .map_err(|error| self.failed("PutObject", key, error))?;
         Ok(())
     }
 }
@@ -173,28 +175,51 @@ const PERMANENT_CODES: &[&str] = &[
     "AllAccessDisabled",
 ];
 
-fn failed<E, R>(operation: &'static str, key: &str, error: SdkError<E, R>) -> StoreError
+/// [`aws_error::summary`] and, for S3, the extended request id AWS support asks for too.
+fn summary<E, R>(error: &SdkError<E, R>) -> String
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
 {
-    let retryable = match &error {
-        SdkError::ServiceError(service) => !service
-            .err()
-            .code()
-            .is_some_and(|code| PERMANENT_CODES.contains(&code)),
-        SdkError::ConstructionFailure(_) => false,
-        _ => true,
-    };
-    // The SDK's Display is terse; its context form names the code and message.
-    let source: BoxError = aws_sdk_s3::error::DisplayErrorContext(&error)
-        .to_string()
-        .into();
-    StoreError::Failed {
-        operation,
-        key: key.to_owned(),
-        retryable,
-        source,
+    let mut line = aws_error::summary(error);
+    if let SdkError::ServiceError(service) = error
+        && let Some(id) = service.err().meta().extended_request_id()
+    {
+        line.push_str(&format!(", extended request id {id}"));
+    }
+    line
+}
+
+impl S3Bucket {
+    /// A failed call as the caller sees it: the SDK's code and message, the bucket and key,
+    /// and S3's request ids (what AWS support asks for). The SDK's whole context, raw HTTP
+    /// response included, goes to the debug log only.
+    fn failed<E, R>(&self, operation: &'static str, key: &str, error: SdkError<E, R>) -> StoreError
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug + Send + Sync + 'static,
+    {
+        tracing::debug!(
+            operation,
+            bucket = self.bucket,
+            key,
+            error = %aws_sdk_s3::error::DisplayErrorContext(&error),
+            "S3 call failed"
+        );
+        let retryable = match &error {
+            SdkError::ServiceError(service) => !service
+                .err()
+                .code()
+                .is_some_and(|code| PERMANENT_CODES.contains(&code)),
+            SdkError::ConstructionFailure(_) => false,
+            _ => true,
+        };
+        StoreError::Failed {
+            operation,
+            key: key.to_owned(),
+            retryable,
+            source: format!("{} (bucket `{}`)", summary(&error), self.bucket).into(),
+        }
     }
 }
 
@@ -220,6 +245,11 @@ mod tests {
             .header("x-amz-checksum-crc32", STORED_CRC32)
             .body(SdkBody::from(body))
             .expect("response");
+        bucket_replaying(response)
+    }
+
+    /// A bucket whose one answer is `response`.
+    fn bucket_replaying(response: http::Response<SdkBody>) -> (S3Bucket, StaticReplayClient) {
         let request = http::Request::builder()
             .uri("https://tweets.s3.us-east-1.amazonaws.com/raw/x.json")
             .body(SdkBody::empty())
@@ -257,5 +287,41 @@ mod tests {
     async fn an_intact_object_passes_its_checksum() {
         let (bucket, _) = bucket_answering(STORED);
         assert_eq!(read_all(&bucket).await.expect("intact"), STORED);
+    }
+
+    #[tokio::test]
+    async fn a_failed_call_names_code_bucket_key_and_request_id_without_the_raw_response() {
+        let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>NoSuchBucket</Code>\
+            <Message>The specified bucket does not exist</Message><BucketName>tweets</BucketName>\
+            <RequestId>4442587FB7D0A2F9</RequestId><HostId>hUxL0OWvqHVoNiKmzQ9w=</HostId></Error>";
+        let response = http::Response::builder()
+            .status(404)
+            .header("content-type", "application/xml")
+            .header("x-amz-request-id", "4442587FB7D0A2F9")
+            .header("x-amz-id-2", "hUxL0OWvqHVoNiKmzQ9w=")
+            .body(SdkBody::from(body))
+            .expect("response");
+        let (bucket, _) = bucket_replaying(response);
+        let error = bucket
+            .delete("raw/x.json")
+            .await
+            .expect_err("no such bucket");
+        assert!(!error.is_retryable());
+        let chain = crate::error_chain(&error);
+        for expected in [
+            "DeleteObject `raw/x.json` failed",
+            "NoSuchBucket: The specified bucket does not exist",
+            "request id 4442587FB7D0A2F9",
+            "extended request id hUxL0OWvqHVoNiKmzQ9w=",
+            "bucket `tweets`",
+        ] {
+            assert!(
+                chain.contains(expected),
+                "{expected:?} missing from {chain}"
+            );
+        }
+        for raw in ["<Error>", "<?xml", "x-amz", "HTTP", "content-type"] {
+            assert!(!chain.contains(raw), "{raw:?} leaked into {chain}");
+        }
     }
 }
