@@ -2,6 +2,7 @@
 
 use lambda_runtime::Error;
 use pipeline::backend::Backend;
+use pipeline::lambda::{InitFailure, at_init};
 use pipeline::s3::S3Buckets;
 
 fn main() -> Result<(), Error> {
@@ -14,8 +15,8 @@ fn main() -> Result<(), Error> {
 }
 
 async fn serve() -> Result<(), Error> {
-    let config = pipeline::ClassifyConfig::from_env()?;
-    let backend = Backend::load(&config.backend).await?;
+    let config = at_init(pipeline::ClassifyConfig::from_env(), InitFailure::Config).await?;
+    let backend = at_init(Backend::load(&config.backend).await, InitFailure::Model).await?;
     let handler = classify::Handler::new(S3Buckets::from_env().await, backend, config);
     pipeline::lambda::serve(|event| handler.handle(event)).await
 }

@@ -2,6 +2,7 @@
 
 use lambda_runtime::Error;
 use pipeline::backend::Backend;
+use pipeline::lambda::{InitFailure, at_init};
 
 fn main() -> Result<(), Error> {
     // SAFETY: first statement of `main`, before the async runtime or anything else starts a
@@ -13,8 +14,8 @@ fn main() -> Result<(), Error> {
 }
 
 async fn serve() -> Result<(), Error> {
-    let config = pipeline::PredictConfig::from_env()?;
-    let backend = Backend::load(&config.backend).await?;
+    let config = at_init(pipeline::PredictConfig::from_env(), InitFailure::Config).await?;
+    let backend = at_init(Backend::load(&config.backend).await, InitFailure::Model).await?;
     let handler = predict::Handler::new(backend, config);
     pipeline::lambda::serve(|event| handler.handle(event)).await
 }

@@ -243,6 +243,76 @@ where
     lambda_runtime::run(lambda_runtime::service_fn(handle)).await
 }
 
+/// Why a function could not start, named as Lambda's console shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InitFailure {
+    /// A setting is missing or invalid (the message names the variable).
+    Config,
+    /// The model could not be loaded (the message names the file).
+    Model,
+}
+
+impl InitFailure {
+    pub fn error_type(self) -> &'static str {
+        match self {
+            Self::Config => "Config.InvalidSetting",
+            Self::Model => "Model.LoadFailed",
+        }
+    }
+}
+
+/// A start-up step's result. A failure is logged, reported to the Runtime API's init-error
+/// call (the console then shows its type and message, not a bare `Runtime.ExitError`) and
+/// returned, so `main` exits.
+pub async fn at_init<T, E: std::error::Error>(
+    result: Result<T, E>,
+    failure: InitFailure,
+) -> Result<T, lambda_runtime::Error> {
+    let error = match result {
+        Ok(value) => return Ok(value),
+        Err(error) => error,
+    };
+    let diagnostic = Diagnostic {
+        error_type: failure.error_type().to_owned(),
+        error_message: error_chain(&error),
+    };
+    tracing::error!(
+        error_type = diagnostic.error_type,
+        error = diagnostic.error_message,
+        "start-up failed"
+    );
+    if let Ok(api) = std::env::var(RUNTIME_API)
+        && let Err(report) = report_init_error(&api, &diagnostic).await
+    {
+        tracing::error!(error = %report, "the start-up failure could not be reported");
+    }
+    Err(diagnostic.error_message.into())
+}
+
+/// The Runtime API's `host:port`, set by Lambda (and by emulators) for the bootstrap.
+const RUNTIME_API: &str = "AWS_LAMBDA_RUNTIME_API";
+
+/// Posts `diagnostic` to `/runtime/init/error` of the Runtime API at `api` (`host:port`).
+pub async fn report_init_error(
+    api: &str,
+    diagnostic: &Diagnostic,
+) -> Result<(), lambda_runtime::Error> {
+    let client = lambda_runtime_api_client::PooledClient::builder()
+        .with_endpoint(format!("http://{api}").parse()?)
+        .build();
+    let request = lambda_runtime_api_client::build_request()
+        .method(http::Method::POST)
+        .uri("/2018-06-01/runtime/init/error")
+        .header("Lambda-Runtime-Function-Error-Type", &diagnostic.error_type)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(serde_json::to_vec(diagnostic)?.into())?;
+    let status = client.call(request).await?.status();
+    if !status.is_success() {
+        return Err(format!("the Runtime API answered {status}").into());
+    }
+    Ok(())
+}
+
 /// The `main` of a function that holds a model: the matrix kernels on every CPU, a
 /// multi-threaded runtime, the log subscriber, then `serve` (which loads the model and runs
 /// the loop).
@@ -301,5 +371,40 @@ impl ObjectFailure for crate::ClassifyObjectError {
             _ if self.is_retryable() => "Retryable.ClassifyFailed",
             _ => "ClassifyFailed",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    // The report as Lambda receives it is checked against the functions' own binaries
+    // (functions/predict/tests/start_up.rs).
+
+    #[tokio::test]
+    async fn a_refused_report_is_an_error() {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a local port");
+        let api = listener.local_addr().expect("an address").to_string();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.expect("a connection");
+            let mut buffer = [0u8; 4096];
+            let _ = stream.read(&mut buffer).await;
+            let _ = stream
+                .write_all(b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n\r\n")
+                .await;
+        });
+        let diagnostic = Diagnostic {
+            error_type: InitFailure::Config.error_type().to_owned(),
+            error_message: "setting X".to_owned(),
+        };
+        let error = report_init_error(&api, &diagnostic)
+            .await
+            .expect_err("refused");
+        assert!(error.to_string().contains("500"), "{error}");
     }
 }
