@@ -33,10 +33,11 @@ pub struct IngestConfig {
 }
 
 impl IngestConfig {
-    /// What classify finishes in a quarter of its default 900 s timeout at the benchmarked
-    /// 2-vCPU pace of the bundled model (BENCHMARKS.md: 90.9 tweets/s over the whole input
-    /// with 2 threads): 225 s × 90.9 tweets/s ≈ 20,450, rounded down. A part then takes
-    /// ~220 s, leaving room for a slower CPU, longer texts and a cold start.
+    /// What classify finishes in about a quarter of its default 900 s timeout at the
+    /// benchmarked 2-vCPU pace of the bundled model as arm64 runs it (BENCHMARKS.md: 82.2
+    /// tweets/s over the whole input, every product in f32): about 245 s a part, leaving room
+    /// for a slower CPU, longer texts and a cold start. (tests/tests/figures.rs keeps this,
+    /// the README and the template on the benchmark's figure.)
     pub const DEFAULT_PART_MAX_TWEETS: NonZeroUsize = NonZeroUsize::new(20_000).unwrap();
 }
 

@@ -334,6 +334,14 @@ mod tests {
             keys.parquet("2024-05-01"),
             "predictions-parquet/dt=2024-05-01/2024%2F05%2Fmy tweets+more%25.json.gz.parquet"
         );
+        // As the README says: every non-ASCII byte and control character is escaped too.
+        let keys = Prefixes::default()
+            .classify_keys("clean/müll\tdé.jsonl")
+            .expect("under clean/");
+        assert_eq!(
+            keys.parquet("undated"),
+            "predictions-parquet/dt=undated/m%C3%BCll%09d%C3%A9.parquet"
+        );
     }
 
     #[test]
