@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Turns the team's hand-written sentiment supplement (data/supplement/<language>.json) into
-training and validation JSON Lines, and mixes them with the pool of data/prepare-sentiment.py.
-Standard library only, plus the project's own cleaning (`cargo run -p tweets --example
+"""Turns the team's hand-written sentiment supplement (data/supplement/<language>.json, and
+data/supplement/everyday/<language>.json) into training and validation JSON Lines, and mixes
+them with the pool of data/prepare-sentiment.py. Standard library only, plus the project's own
+cleaning (`cargo run -p tweets --example
 clean_lines`) and, for distillation, a built `tweetclf`.
 
 What the supplement is, how it was written and its counts: data/supplement/README.md (this
@@ -215,9 +216,14 @@ def main() -> None:
     parser.add_argument("--teacher", default="", help="teacher model (default: the bundled one)")
     parser.add_argument("--tweetclf", default=str(ROOT / "target/release/tweetclf"))
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--without-everyday", action="store_true",
+                        help="the support files only (sentiment 1.1.0's supplement)")
     args = parser.parse_args()
 
-    tweets = [t for path in sorted(SUPPLEMENT.glob("*.json")) for t in read_language(path)]
+    files = sorted(SUPPLEMENT.glob("*.json"))
+    if not args.without_everyday:
+        files += sorted(SUPPLEMENT.glob("everyday/*.json"))
+    tweets = [t for path in files for t in read_language(path)]
     tweets, dropped_suite, dropped_twice = deduplicated(tweets)
     print(f"supplement: {len(tweets)} tweets kept; dropped {dropped_suite} equal to a suite or "
           f"held-out text, {dropped_twice} duplicates")
