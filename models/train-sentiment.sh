@@ -4,8 +4,10 @@
 #   models/train-sentiment.sh compare   # the comparison runs (same seed, same validation set)
 #   models/train-sentiment.sh ablate    # clean-v2 with each of its rules left out in turn
 #   models/train-sentiment.sh release   # sentiment 1.0.0 and the frozen-encoder baseline
-#   models/train-sentiment.sh supplement  # sentiment 1.1.0 (models/sentiment): the team's
-#                                         # supplement measured, then the release run
+#   models/train-sentiment.sh supplement  # sentiment 1.1.0: the team's supplement measured,
+#                                         # then the release run
+#   models/train-sentiment.sh everyday    # sentiment 1.1.1 (models/sentiment): + everyday
+#                                         # sarcasm, every disaster pair distilled
 #
 # Needs: data/sentiment/ (python3 data/prepare-sentiment.py; for `supplement` also
 # data/disaster/ from python3 data/prepare-disaster.py), models/base-e5/
@@ -28,6 +30,8 @@ for needed in "$TWEETCLF" "$DATA/train.jsonl" "$BASE/model.safetensors"; do
 done
 mkdir -p "$RUNS"
 
+# train RUN [train flags]: a fine-tuning run into $RUNS/RUN, skipped when it exists;
+# validated on the pool's split unless VALID names another file.
 train() {
     local name=$1
     shift
@@ -37,7 +41,7 @@ train() {
     fi
     local resume=()
     [[ ${RESUME:-0} == 1 ]] && resume=(--resume)
-    "$TWEETCLF" train --valid "$DATA/valid.jsonl" --base "$BASE" --out "$RUNS/$name" \
+    "$TWEETCLF" train --valid "${VALID:-$DATA/valid.jsonl}" --base "$BASE" --out "$RUNS/$name" \
         --name sentiment --mode top --seed 42 "${resume[@]}" "$@"
 }
 
@@ -116,6 +120,14 @@ held_out() {
         --model "$model" --tweetclf "$TWEETCLF" > "$out/cross-lingual.json"
 }
 
+# bundled_at COMMIT RUN: the model directory models/sentiment held at COMMIT, as $RUNS/RUN.
+bundled_at() {
+    local commit=$1 run=$2
+    [[ -e $RUNS/$run/model.safetensors ]] && return
+    mkdir -p "$RUNS/$run"
+    git archive "$commit" models/sentiment | tar -x -C "$RUNS/$run" --strip-components=2
+}
+
 # Sentiment 1.1 (issue 28). The supplement (data/supplement: tweets this team wrote) is split
 # and mixed by data/prepare-sentiment-supplement.py; the distilled messages are labelled by
 # sentiment 1.0.0 (this repository's models/sentiment at d685da9, the model it replaces) on
@@ -125,11 +137,8 @@ held_out() {
 # release run takes the recipe those runs chose, on the whole pool.
 supplement() {
     local prepare=(python3 data/prepare-sentiment-supplement.py --tweetclf "$TWEETCLF"
-        --teacher "$RUNS/sentiment-1.0.0")
-    if [[ ! -e $RUNS/sentiment-1.0.0/model.safetensors ]]; then
-        mkdir -p "$RUNS/sentiment-1.0.0"
-        git archive d685da9 models/sentiment | tar -x -C "$RUNS/sentiment-1.0.0" --strip-components=2
-    fi
+        --teacher "$RUNS/sentiment-1.0.0" --without-everyday)
+    bundled_at d685da9 sentiment-1.0.0
     "${prepare[@]}" --out compare-16k --pool-sample 16000 --repeat 0
     "${prepare[@]}" --out compare-16k-supplemented --pool-sample 16000 --repeat 1 --distill 1000
     "${prepare[@]}" --out release-supplemented --repeat 3 --distill 3000
@@ -137,14 +146,9 @@ supplement() {
     train cmp-top4-pool --train "$DATA/compare-16k-train.jsonl" --layers 4 "${one_epoch[@]}"
     train cmp-top4-supplement --train "$DATA/compare-16k-supplemented-train.jsonl" --layers 4 "${one_epoch[@]}"
     # The release validates on the pool's split and the supplement's held-out scenarios.
-    local resume=()
-    [[ ${RESUME:-0} == 1 ]] && resume=(--resume)
-    if [[ ! -e $RUNS/sentiment-1.1.0/labels.json ]]; then
-        "$TWEETCLF" train "${resume[@]}" --train "$DATA/release-supplemented-train.jsonl" \
-            --valid "$DATA/valid-supplemented.jsonl" --base "$BASE" --out "$RUNS/sentiment-1.1.0" \
-            --name sentiment --version 1.1.0 --mode top --layers 4 --seed 42 --cleaning clean-v2 \
-            --emoji describe --epochs 1
-    fi
+    VALID=$DATA/valid-supplemented.jsonl train sentiment-1.1.0 \
+        --train "$DATA/release-supplemented-train.jsonl" --layers 4 --cleaning clean-v2 \
+        --emoji describe --epochs 1 --version 1.1.0
     for run in cmp-top4-pool cmp-top4-supplement sentiment-1.1.0; do
         evaluate "$run" "$DATA/valid.jsonl" pool-valid --group-column source
         evaluate "$run" "$DATA/supplement-valid.jsonl" supplement-capability --group-column capability
@@ -154,10 +158,32 @@ supplement() {
     held_out "$RUNS/sentiment-1.0.0" "$RUNS/sentiment-1.0.0.eval"
 }
 
+# Sentiment 1.1.1 (issue 28, second step): 1.1.0 missed two of the issue's bounds — sarcasm
+# with a marker about everyday life ("love starting my day with …") and cross-lingual
+# agreement. The team wrote everyday sarcasm with sincere counterparts in the same 17
+# languages (data/supplement/everyday), and every training pair of the disaster messages is
+# distilled, labelled by 1.1.0 on the English side so the original learns to agree with it.
+# Otherwise 1.1.0's recipe: the whole pool, the supplement three times, top 4 layers, one epoch.
+everyday() {
+    bundled_at ef3b728 sentiment-1.1.0
+    python3 data/prepare-sentiment-supplement.py --tweetclf "$TWEETCLF" \
+        --teacher "$RUNS/sentiment-1.1.0" --out release-everyday --repeat 3 --distill 9000
+    VALID=$DATA/valid-supplemented.jsonl train sentiment-1.1.1 \
+        --train "$DATA/release-everyday-train.jsonl" --layers 4 --cleaning clean-v2 \
+        --emoji describe --epochs 1 --version 1.1.1
+    for run in sentiment-1.1.0 sentiment-1.1.1; do
+        evaluate "$run" "$DATA/valid.jsonl" pool-valid --group-column source
+        evaluate "$run" "$DATA/supplement-valid.jsonl" supplement-everyday-capability --group-column capability
+        evaluate "$run" "$DATA/supplement-valid.jsonl" supplement-everyday-language --group-column language
+    done
+    held_out "$RUNS/sentiment-1.1.1" "$RUNS/sentiment-1.1.1.eval"
+}
+
 case ${1:-} in
     compare) compare ;;
     ablate) ablate ;;
     release) release ;;
     supplement) supplement ;;
-    *) echo "usage: $0 compare | ablate | release | supplement" >&2; exit 2 ;;
+    everyday) everyday ;;
+    *) echo "usage: $0 compare | ablate | release | supplement | everyday" >&2; exit 2 ;;
 esac
