@@ -10,8 +10,13 @@ use sha2::{Digest, Sha256};
 /// Largest |Δlogit| allowed between Candle and the transformers reference.
 const TOLERANCE: f32 = 1e-4;
 /// The same with 8-bit activations in the 4-bit layers (`Precision::Fast`): twice the worst
-/// measured over the fixture's 26 texts (0.075, on logits between −2 and 3).
-const FAST_TOLERANCE: f32 = 0.15;
+/// measured over the fixture's 26 texts (sentiment 1.1.1: 0.150, on logits between −2.9 and
+/// 3.5; 1.1.0: 0.075). The held-out figures in docs/model-report.md are measured this way.
+const FAST_TOLERANCE: f32 = 0.3;
+/// A reference whose two best logits are closer than this is a tie: the fast products may
+/// break it either way (sentiment 1.1.1 scores "meh" neutral 0.144 vs positive 0.151). Labels
+/// must agree on every other text, and at most one text may be a tie.
+const NEAR_TIE: f32 = 0.02;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -81,6 +86,7 @@ fn assert_logits_match_transformers(precision: Precision, tolerance: f32) -> f32
     );
     assert_eq!(logits.len(), expected.logits.len());
     let mut worst = 0f32;
+    let mut ties = 0;
     for (row, (got, want)) in logits.iter().zip(&expected.logits).enumerate() {
         for (a, b) in got.iter().zip(want) {
             let delta = (a - b).abs();
@@ -90,13 +96,25 @@ fn assert_logits_match_transformers(precision: Precision, tolerance: f32) -> f32
             );
             worst = worst.max(delta);
         }
+        if precision == Precision::Fast && margin(want) < NEAR_TIE {
+            ties += 1;
+            continue;
+        }
         assert_eq!(argmax(got), argmax(want), "text {row}: another label");
     }
+    assert!(ties <= 1, "{ties} reference ties: the fixture no longer tests labels");
     eprintln!(
         "{precision:?}: max |Δlogit| = {worst:e} over {} texts",
         logits.len()
     );
     worst
+}
+
+/// The gap between the two best logits.
+fn margin(values: &[f32]) -> f32 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(|a, b| b.total_cmp(a));
+    sorted[0] - sorted.get(1).copied().unwrap_or(f32::NEG_INFINITY)
 }
 
 fn argmax(values: &[f32]) -> usize {
