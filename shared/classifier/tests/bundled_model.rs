@@ -102,7 +102,10 @@ fn assert_logits_match_transformers(precision: Precision, tolerance: f32) -> f32
         }
         assert_eq!(argmax(got), argmax(want), "text {row}: another label");
     }
-    assert!(ties <= 1, "{ties} reference ties: the fixture no longer tests labels");
+    assert!(
+        ties <= 1,
+        "{ties} reference ties: the fixture no longer tests labels"
+    );
     eprintln!(
         "{precision:?}: max |Δlogit| = {worst:e} over {} texts",
         logits.len()
