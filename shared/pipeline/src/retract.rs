@@ -124,7 +124,7 @@ mod tests {
 
     use crate::config::{ClassifyConfig, IngestConfig};
     use crate::memory::{KeywordClassifier, MemoryBuckets};
-    use crate::ports::{Buckets, WriteObject};
+    use crate::ports::Buckets;
 
     const BUCKET: &str = "tweets";
     const PART: &str = "clean/x.json/part-00001-of-00002.jsonl";
@@ -239,14 +239,11 @@ mod tests {
     #[tokio::test]
     async fn a_part_never_classified_has_nothing_to_retract() {
         let buckets = MemoryBuckets::new();
-        let bucket = buckets.bucket(BUCKET);
-        bucket
-            .put(OTHER, b"{}".to_vec().into(), "application/x-ndjson")
-            .await
-            .expect("put");
-        let retraction = retract_classify_outputs(&bucket, PART, &Prefixes::default())
-            .await
-            .expect("checked");
+        buckets.insert(BUCKET, OTHER, "{}");
+        let retraction =
+            retract_classify_outputs(&buckets.bucket(BUCKET), PART, &Prefixes::default())
+                .await
+                .expect("checked");
         assert_eq!(retraction, Retraction::NothingToRetract);
         assert_eq!(buckets.keys(BUCKET), [OTHER]);
     }
@@ -264,13 +261,9 @@ mod tests {
     #[tokio::test]
     async fn an_unreadable_manifest_is_an_error_and_deletes_nothing() {
         let buckets = MemoryBuckets::new();
-        let bucket = buckets.bucket(BUCKET);
         let manifest = "manifests/classify/x.json/part-00001-of-00002.manifest.json";
-        bucket
-            .put(manifest, b"not json".to_vec().into(), "application/json")
-            .await
-            .expect("put");
-        let error = retract_classify_outputs(&bucket, PART, &Prefixes::default())
+        buckets.insert(BUCKET, manifest, "not json");
+        let error = retract_classify_outputs(&buckets.bucket(BUCKET), PART, &Prefixes::default())
             .await
             .expect_err("unreadable");
         assert!(matches!(error, ClassifyObjectError::Read(_)));
