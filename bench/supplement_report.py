@@ -138,6 +138,20 @@ EVERYDAY_RUNS = [
 EVERYDAY_EVALS = ("pool-valid", "supplement-everyday-capability", "supplement-everyday-language")
 
 
+def everyday_tweets():
+    """Tweets in data/supplement/everyday."""
+    return sum(len(scenario["tweets"])
+               for path in ROOT.glob("data/supplement/everyday/*.json")
+               for scenario in load(path)["scenarios"])
+
+
+def distilled(runs):
+    """Distilled messages in sentiment 1.1.1's training file, as its labels.json names it."""
+    train = ROOT / load(runs / "sentiment-1.1.1" / "labels.json")["provenance"]["train"]["file"]
+    with open(train, encoding="utf-8") as lines:
+        return sum('"source": "disaster-distill"' in line for line in lines)
+
+
 def everyday_section(runs):
     """The 1.1.1 step, when its runs and evaluations are there."""
     chosen = [(run, title) for run, title in EVERYDAY_RUNS
@@ -154,8 +168,9 @@ def everyday_section(runs):
         "delight about an everyday mishap read as praise) and cross-lingual agreement (64.5 %, "
         "most disagreements a neutral original beside a negative translation). For 1.1.1 the team "
         "wrote everyday sarcasm with sincere counterparts in the same 17 languages "
-        "(data/supplement/everyday, 1,708 tweets), and every training pair of the disaster "
-        "messages is distilled (7,993 after dropping those whose original is also a test "
+        f"(data/supplement/everyday, {everyday_tweets():,} tweets), and every training pair of "
+        f"the disaster messages is distilled ({distilled(runs):,} after dropping those whose "
+        "original is also a test "
         "original), labelled by 1.1.0 on the English side so the original learns to agree with "
         "it. The rest is 1.1.0's recipe. No comparison run this time: the change is data for two "
         "measured gaps, and the release run is the measurement. Both models are scored on the "
